@@ -1,0 +1,259 @@
+#include "actors/http_ingress.hpp"
+
+#include "actors/actor_common.hpp"
+#include "net/query_string.hpp"
+
+#include <caf/event_based_actor.hpp>
+#include <caf/sec.hpp>
+#include <caf/send.hpp>
+
+#include <variant>
+
+namespace butler {
+
+namespace {
+
+using self_ptr = http_ingress_actor::stateful_pointer<http_ingress_state>;
+
+/// How often pending calls and a pending drain are checked.
+constexpr auto tick_interval = std::chrono::milliseconds{20};
+
+/// Maps an actor's error reply to HTTP: Butler codes through the one table,
+/// a dead or restarting peer to 503.
+http::response error_reply(const caf::error& err, const std::string& peer) {
+  if (err.category() == caf::atom("butler"))
+    return http::error_response(rest::status_for(static_cast<ec>(err.code())),
+                                error_text(err));
+  if (err == caf::sec::request_receiver_down)
+    return http::error_response(503, peer + " is restarting; try again");
+  return http::error_response(500, error_text(err));
+}
+
+void schedule_tick(self_ptr self) {
+  if (!self->state.ticking) {
+    self->state.ticking = true;
+    self->delayed_send(self, tick_interval, atom::tick_v);
+  }
+}
+
+/// Drops answered calls from the front of the pending queue, so that it
+/// holds about as many entries as there are calls in flight.
+void trim_pending(self_ptr self) {
+  auto& pending = self->state.pending;
+  while (!pending.empty() && pending.front().call.expired())
+    pending.pop_front();
+}
+
+/// Answers 504 for every call whose deadline passed; a reply arriving later
+/// is ignored by the responder.
+void expire_pending(self_ptr self) {
+  auto& st = self->state;
+  auto now = self->clock().now();
+  while (!st.pending.empty() && st.pending.front().deadline <= now) {
+    if (auto call = st.pending.front().call.lock()) {
+      auto ms = st.opts.rest.request_timeout.count();
+      spdlog::warn("{} answers 504: {} did not answer {} {} within {} ms",
+                   self->name(), st.pending.front().peer, call->req.method,
+                   call->req.target, ms);
+      call->reply(http::error_response(504, std::string{st.pending.front().peer}
+                                              + " did not answer within "
+                                              + std::to_string(ms) + " ms"));
+    }
+    st.pending.pop_front();
+  }
+  trim_pending(self);
+}
+
+void check_drain(self_ptr self) {
+  auto& st = self->state;
+  if (!st.drain_promise.pending())
+    return;
+  auto in_flight = st.server ? st.server->stats().requests_in_flight : 0;
+  if (in_flight == 0) {
+    st.drain_promise.deliver(true);
+  } else if (self->clock().now() >= st.drain_deadline) {
+    spdlog::warn("{} gives up on {} requests still in flight", self->name(),
+                 in_flight);
+    st.drain_promise.deliver(false);
+  }
+}
+
+void on_tick(self_ptr self) {
+  auto& st = self->state;
+  st.ticking = false;
+  expire_pending(self);
+  check_drain(self);
+  if (!st.pending.empty() || st.drain_promise.pending())
+    schedule_tick(self);
+}
+
+/// Sends `req` to `dest` (named `peer`) and answers `call` with
+/// `render(reply)`, with the error mapping on an error, or with 504 once
+/// Butler.restServerConfig.requestTimeoutSeconds passes.
+template <class Reply, class Dest, class Request, class Render>
+void forward(self_ptr self, std::shared_ptr<http_call> call, const Dest& dest,
+             const char* peer, Request req, Render render) {
+  auto& st = self->state;
+  st.pending.push_back(
+    pending_call{self->clock().now() + st.opts.rest.request_timeout, call,
+                 peer});
+  schedule_tick(self);
+  self->request(dest, caf::infinite, std::move(req))
+    .then(
+      [self, call, render](Reply& reply) {
+        call->reply(render(reply));
+        trim_pending(self);
+      },
+      [self, call, peer](caf::error& err) {
+        spdlog::warn("{} got an error from {} for {} {}: {}", self->name(),
+                     peer, call->req.method, call->req.target,
+                     error_text(err));
+        call->reply(error_reply(err, peer));
+        trim_pending(self);
+      });
+}
+
+// -- endpoints served by actors -------------------------------------------------
+
+void mqtt_publish(self_ptr self, std::shared_ptr<http_call> call) {
+  auto& st = self->state;
+  auto parsed = rest::parse_mqtt_publish(call->req, call->match.sp);
+  if (auto* res = std::get_if<http::response>(&parsed)) {
+    call->reply(std::move(*res));
+    return;
+  }
+  auto req = std::get<mqtt_publish_request>(std::move(parsed));
+  if (!st.opts.mqtt_enabled) {
+    call->reply(http::error_response(
+      503, "MQTT is disabled in the config (Butler.mqttConfig.enable)"));
+    return;
+  }
+  if (!st.mqtt) {
+    call->reply(http::error_response(503, "mqtt-link is not running"));
+    return;
+  }
+  req.event_id = "r" + std::to_string(++st.next_id);
+  auto sp = call->match.sp;
+  auto response = rest::mqtt_publish_response(req, sp);
+  forward<caf::ok_atom>(self, std::move(call), st.mqtt, "mqtt-link",
+                        std::move(req),
+                        [response](caf::ok_atom) { return response; });
+}
+
+/// Builds the handler the I/O threads call for every request.
+http::handler make_handler(caf::weak_actor_ptr ingress,
+                           std::shared_ptr<const rest::router> router) {
+  // Built once: ping and the endpoint list never change while running.
+  auto ping = std::make_shared<const http::response>(rest::ping_response());
+  auto endpoints = std::make_shared<const http::response>(
+    rest::endpoints_enabled_response(router->enabled_flags()));
+  return [ingress, router, ping, endpoints](http::request&& req,
+                                            http::responder reply) {
+    auto method = rest::effective_method(req);
+    auto path = http::split_target(req.target).path;
+    auto match = router->match(method, path);
+    if (match.status == 404) {
+      reply(http::error_response(404, "Route " + method + " "
+                                        + std::string{path} + " not found"));
+      return;
+    }
+    if (match.status == 405) {
+      auto res = http::error_response(405, "Method " + method
+                                             + " is not allowed on "
+                                             + std::string{path});
+      res.headers.emplace_back("Allow", match.allow);
+      reply(std::move(res));
+      return;
+    }
+    switch (match.ep) {
+      case rest::endpoint::butler_ping:
+        reply(*ping);
+        return;
+      case rest::endpoint::endpoints_enabled:
+        reply(*endpoints);
+        return;
+      default:
+        // When the actor is gone the responder dies here unanswered, and the
+        // server answers 503 for it.
+        if (auto strong = ingress.lock())
+          caf::anon_send(caf::actor_cast<http_ingress_actor>(strong),
+                         std::make_shared<http_call>(http_call{
+                           std::move(req), std::move(match), std::move(reply)}));
+    }
+  };
+}
+
+} // namespace
+
+http_ingress_state::~http_ingress_state() {
+  // Joins the I/O threads, so no handler runs once the state is gone.
+  if (server)
+    server->stop();
+}
+
+http_ingress_actor::behavior_type
+http_ingress(http_ingress_actor::stateful_pointer<http_ingress_state> self,
+             http_ingress_options opts) {
+  install_exception_handler(self);
+  auto& st = self->state;
+  st.opts = std::move(opts);
+  auto& rest_cfg = st.opts.rest;
+  http::server_options sopts;
+  sopts.host = rest_cfg.host;
+  sopts.port = rest_cfg.port;
+  sopts.tls = rest_cfg.tls.enable;
+  sopts.cert_file = rest_cfg.tls.cert;
+  sopts.key_file = rest_cfg.tls.key;
+  sopts.ca_file = rest_cfg.tls.ca;
+  sopts.body_limit = rest_cfg.body_limit;
+  sopts.header_limit = rest_cfg.header_limit;
+  sopts.read_timeout = rest_cfg.read_timeout;
+  sopts.write_timeout = rest_cfg.write_timeout;
+  sopts.max_connections = rest_cfg.max_connections;
+  sopts.threads = rest_cfg.io_threads;
+  auto router = std::make_shared<const rest::router>(st.opts.endpoints);
+  std::string error;
+  st.server = http::start_server(
+    sopts, make_handler(caf::actor_cast<caf::weak_actor_ptr>(self), router),
+    error);
+  if (!st.server) {
+    spdlog::error("{} {}", self->name(), error);
+    self->quit(caf::make_error(ec::unavailable, error));
+    return http_ingress_actor::behavior_type::make_empty_behavior();
+  }
+  spdlog::info("{} serves the REST API on {}://{}:{} ({} endpoint flags on)",
+               self->name(), sopts.tls ? "https" : "http", rest_cfg.host,
+               st.server->port(), router->enabled_flags().size());
+  return {
+    [=](std::shared_ptr<http_call>& call) {
+      switch (call->match.ep) {
+        case rest::endpoint::mqtt_publish:
+          mqtt_publish(self, std::move(call));
+          return;
+        default:
+          call->reply(http::error_response(500, "no handler for this route"));
+      }
+    },
+    [=](atom::drain, caf::timespan grace) -> caf::result<bool> {
+      auto& st = self->state;
+      if (st.drain_promise.pending())
+        return caf::make_error(ec::unavailable, "drain already running");
+      spdlog::info("{} stops accepting connections", self->name());
+      st.server->stop_accepting();
+      st.drain_promise = self->make_response_promise<bool>();
+      st.drain_deadline = self->clock().now() + grace;
+      auto promise = st.drain_promise;
+      check_drain(self);
+      if (st.drain_promise.pending())
+        schedule_tick(self);
+      return promise;
+    },
+    [=](atom::tick) { on_tick(self); },
+    [=](peer_up& peer) {
+      if (peer.name == "mqtt-link")
+        self->state.mqtt = caf::actor_cast<mqtt_link_actor>(peer.handle);
+    },
+  };
+}
+
+} // namespace butler

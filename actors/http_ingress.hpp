@@ -1,0 +1,79 @@
+#pragma once
+
+// http_ingress owns the HTTP(S) listener. The I/O thread routes each request
+// (net/rest_api) and answers what needs no actor (ping, the endpoint list) on
+// the spot; everything else comes here as an http_call, is turned into a typed
+// request for the actor that owns the resource, and its reply or error is
+// mapped back to HTTP (a timeout becomes 504).
+
+#include "config/butler_config.hpp"
+#include "messages/actors.hpp"
+#include "net/http_server.hpp"
+#include "net/http_types.hpp"
+#include "net/rest_api.hpp"
+
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+#include <caf/actor_clock.hpp>
+#include <caf/typed_response_promise.hpp>
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+
+namespace butler {
+
+/// A REST call handed from the I/O thread to http_ingress.
+struct http_call {
+  http::request req;
+  rest::route_match match;
+  http::responder reply;
+};
+
+/// What http_ingress needs from the config.
+struct http_ingress_options {
+  rest_server_config rest;
+  endpoints_config endpoints;
+  /// Whether Butler.mqttConfig.enable is on (else MQTT endpoints answer 503).
+  bool mqtt_enabled = false;
+};
+
+/// A call forwarded to an actor, waiting for its reply or its deadline.
+struct pending_call {
+  caf::actor_clock::time_point deadline;
+  /// Expires once the reply (or error) handler has run and released the call.
+  std::weak_ptr<http_call> call;
+  /// The actor asked, for the 504 message.
+  const char* peer;
+};
+
+struct http_ingress_state {
+  static constexpr const char* name = "http-ingress";
+
+  http_ingress_options opts;
+  std::unique_ptr<http::server> server;
+  mqtt_link_actor mqtt;
+  /// Numbers the calls handed to actors, for tracing ("r17").
+  std::uint64_t next_id = 0;
+  /// Forwarded calls in deadline order (all share one timeout). Requests go
+  /// out without a CAF timeout, because CAF 0.17 keeps every request timeout
+  /// until it fires even when the reply came long before, which grows memory
+  /// with the request rate; the periodic tick answers 504 instead.
+  std::deque<pending_call> pending;
+  /// Whether a tick is scheduled.
+  bool ticking = false;
+  /// Pending drain: answered when nothing is in flight or at the deadline.
+  caf::typed_response_promise<bool> drain_promise;
+  caf::actor_clock::time_point drain_deadline;
+
+  ~http_ingress_state();
+};
+
+/// Starts the listener of `opts.rest` and serves the REST API. Fails (and is
+/// restarted by the supervisor) when it cannot listen.
+http_ingress_actor::behavior_type
+http_ingress(http_ingress_actor::stateful_pointer<http_ingress_state> self,
+             http_ingress_options opts);
+
+} // namespace butler

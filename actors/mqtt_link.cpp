@@ -1,0 +1,182 @@
+#include "actors/mqtt_link.hpp"
+
+#include "actors/actor_common.hpp"
+#include "net/mqtt_topic.hpp"
+
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+
+#include <algorithm>
+
+namespace butler {
+
+namespace {
+
+using self_ptr = mqtt_link_actor::stateful_pointer<mqtt_link_state>;
+
+/// Checks a pending drain every few milliseconds.
+constexpr auto drain_poll = std::chrono::milliseconds{10};
+
+void check_drain(self_ptr self) {
+  auto& st = self->state;
+  if (!st.drain_promise.pending())
+    return;
+  auto held = st.client->stats().backlog;
+  if (held == 0) {
+    spdlog::info("{} handed its whole backlog to the broker", self->name());
+    st.drain_promise.deliver(true);
+  } else if (self->clock().now() >= st.drain_deadline) {
+    spdlog::warn("{} still holds {} messages at the end of the grace period",
+                 self->name(), held);
+    st.drain_promise.deliver(false);
+  } else {
+    self->delayed_send(self, drain_poll, atom::tick_v);
+  }
+}
+
+} // namespace
+
+mqtt_link_state::~mqtt_link_state() {
+  // The client outlives this incarnation; stop it from calling into a handle
+  // that is going away.
+  if (client)
+    client->bind({});
+}
+
+mqtt_link_actor::behavior_type
+mqtt_link(mqtt_link_actor::stateful_pointer<mqtt_link_state> self,
+          std::shared_ptr<mqtt::client> client, int default_qos) {
+  install_exception_handler(self);
+  auto& st = self->state;
+  st.client = std::move(client);
+  st.default_qos = default_qos;
+  auto initial = st.client->stats();
+  st.connected = initial.connected;
+  // The client calls these from its own threads: hand over, nothing else.
+  // A weak handle, because the client (held by this actor) must not keep the
+  // actor alive.
+  auto weak = caf::actor_cast<caf::weak_actor_ptr>(self);
+  st.client->bind(mqtt::callbacks{
+    [weak](std::string topic, std::string payload) {
+      if (auto strong = weak.lock())
+        caf::anon_send(caf::actor_cast<mqtt_link_actor>(strong),
+                       mqtt_inbound{std::move(topic), std::move(payload)});
+    },
+    [weak](bool connected, std::string detail) {
+      if (auto strong = weak.lock())
+        caf::anon_send(caf::actor_cast<mqtt_link_actor>(strong),
+                       mqtt_connection_changed{connected, std::move(detail)});
+    },
+  });
+  self->set_down_handler([=](caf::down_msg& dm) {
+    auto& hs = self->state.handlers;
+    hs.erase(std::remove_if(hs.begin(), hs.end(),
+                            [&](auto& h) {
+                              return h.second.address() == dm.source;
+                            }),
+             hs.end());
+  });
+  return {
+    [=](mqtt_publish_request& req) -> caf::result<caf::ok_atom> {
+      auto& st = self->state;
+      auto topic = req.topic;
+      auto qos = req.qos < 0 ? st.default_qos : req.qos;
+      auto outcome = st.client->publish(
+        mqtt::message{std::move(req.topic), std::move(req.payload), qos,
+                      req.retain});
+      switch (outcome) {
+        case mqtt::publish_result::accepted:
+          spdlog::debug("{} holds {} for {}", self->name(), req.event_id, topic);
+          return caf::ok_atom::value;
+        case mqtt::publish_result::backlog_full: {
+          auto stats = st.client->stats();
+          // One line per 1000 refusals keeps an overload from flooding the log.
+          if (stats.rejected_full % 1000 == 1)
+            spdlog::warn("{} refused {} for {}: backlog full ({} held, {} "
+                         "refused so far)",
+                         self->name(), req.event_id, topic, stats.backlog,
+                         stats.rejected_full);
+          return caf::make_error(
+            ec::backlog_full,
+            "MQTT backlog is full (" + std::to_string(stats.backlog)
+              + " messages held for the broker); message not accepted");
+        }
+        case mqtt::publish_result::invalid:
+          return caf::make_error(ec::invalid_argument,
+                                 "MQTT cannot publish to topic '" + topic
+                                   + "' (or with QoS "
+                                   + std::to_string(qos) + ")");
+        case mqtt::publish_result::stopped:
+          break;
+      }
+      return caf::make_error(ec::unavailable, "MQTT client is stopped");
+    },
+    [=](atom::subscribe, std::string& filter,
+        mqtt_inbound_handler_actor& handler) {
+      if (!mqtt::valid_filter(filter)) {
+        spdlog::error("{} ignores handler for invalid topic filter '{}'", self->name(),
+                      filter);
+        return;
+      }
+      auto& hs = self->state.handlers;
+      auto i = std::find_if(hs.begin(), hs.end(),
+                            [&](auto& h) { return h.first == filter; });
+      if (i != hs.end())
+        i->second = handler;
+      else
+        hs.emplace_back(filter, handler);
+      self->monitor(handler);
+      spdlog::info("{} routes '{}' to a handler", self->name(), filter);
+    },
+    [=](mqtt_inbound& msg) {
+      auto& st = self->state;
+      bool claimed = false;
+      for (auto& [filter, handler] : st.handlers)
+        if (mqtt::topic_matches(filter, msg.topic)) {
+          self->send(handler, msg);
+          claimed = true;
+        }
+      if (claimed) {
+        ++st.inbound_dispatched;
+      } else {
+        ++st.inbound_ignored;
+        spdlog::trace("{} ignores a message on {}", self->name(), msg.topic);
+      }
+    },
+    [=](mqtt_connection_changed& change) {
+      auto& st = self->state;
+      st.connected = change.connected;
+      st.detail = change.detail;
+      if (change.connected)
+        spdlog::info("{} is up: {}", self->name(), change.detail);
+      else
+        spdlog::warn("{} is down: {}; holding {} messages", self->name(),
+                     change.detail, st.client->stats().backlog);
+    },
+    [=](atom::status) -> mqtt_link_status {
+      auto& st = self->state;
+      auto stats = st.client->stats();
+      return mqtt_link_status{stats.connected,      st.detail,
+                              stats.published,      stats.rejected_full,
+                              stats.connects,       stats.received,
+                              st.inbound_dispatched, st.inbound_ignored,
+                              stats.backlog};
+    },
+    [=](atom::drain, caf::timespan grace) -> caf::result<bool> {
+      auto& st = self->state;
+      if (st.drain_promise.pending())
+        return caf::make_error(ec::unavailable, "drain already running");
+      st.drain_promise = self->make_response_promise<bool>();
+      st.drain_deadline = self->clock().now() + grace;
+      auto promise = st.drain_promise;
+      check_drain(self);
+      return promise;
+    },
+    [=](atom::tick) { check_drain(self); },
+    [=](peer_up&) {
+      // mqtt_link needs no peers: handlers register themselves.
+    },
+  };
+}
+
+} // namespace butler

@@ -1,0 +1,51 @@
+#pragma once
+
+// mqtt_link owns the MQTT client: it publishes on behalf of other actors and
+// dispatches inbound messages to the actor that registered a matching topic
+// filter. The client (with its thread, connection and backlog) is created
+// once and handed to each incarnation of the actor, so a restart of the actor
+// neither drops the connection nor loses held messages.
+
+#include "messages/actors.hpp"
+#include "net/mqtt_client.hpp"
+
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+#include <caf/actor_clock.hpp>
+#include <caf/typed_response_promise.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace butler {
+
+struct mqtt_link_state {
+  static constexpr const char* name = "mqtt-link";
+
+  std::shared_ptr<mqtt::client> client;
+  /// QoS of publishes that don't name one (Butler.mqttConfig.qos).
+  int default_qos = 0;
+  /// (topic filter, handler), one handler per filter.
+  std::vector<std::pair<std::string, mqtt_inbound_handler_actor>> handlers;
+  bool connected = false;
+  std::string detail;
+  std::uint64_t inbound_dispatched = 0;
+  std::uint64_t inbound_ignored = 0;
+  /// Pending drain: answered when the backlog is empty or at the deadline.
+  caf::typed_response_promise<bool> drain_promise;
+  caf::actor_clock::time_point drain_deadline;
+
+  ~mqtt_link_state();
+};
+
+/// Publishes through `client` and dispatches what it receives.
+/// @param client started by the caller; shared across restarts.
+/// @param default_qos QoS for publishes that don't name one.
+mqtt_link_actor::behavior_type
+mqtt_link(mqtt_link_actor::stateful_pointer<mqtt_link_state> self,
+          std::shared_ptr<mqtt::client> client, int default_qos);
+
+} // namespace butler

@@ -1,0 +1,119 @@
+#pragma once
+
+// Default values for every config key, one namespace per subsystem. The unit
+// is in the type (std::chrono) or in the comment. deploy/butler.example.yaml
+// documents the same values.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+
+namespace butler::defaults {
+
+namespace logging {
+/// Butler's level names: silly, debug, verbose, info, warn, error.
+constexpr const char* level = "info";
+constexpr bool file_logging = false;
+constexpr const char* directory = "log";
+/// Size of one rotating log file, in bytes.
+constexpr std::size_t file_size = 10 * 1024 * 1024;
+/// Number of rotated files kept next to the current one.
+constexpr std::size_t file_count = 5;
+} // namespace logging
+
+namespace rest {
+constexpr bool enable = true;
+constexpr const char* host = "127.0.0.1";
+constexpr uint16_t port = 8080;
+/// Largest request body accepted, in bytes; larger bodies get 413.
+constexpr std::size_t body_limit = 1024 * 1024;
+/// Largest request header block accepted, in bytes.
+constexpr std::size_t header_limit = 16 * 1024;
+/// Time a client has to send one complete request (also the keep-alive idle
+/// time between requests).
+constexpr auto read_timeout = std::chrono::seconds{30};
+/// Time a client has to take one response.
+constexpr auto write_timeout = std::chrono::seconds{30};
+/// Time an actor has to answer a request before the caller gets 504.
+constexpr auto request_timeout = std::chrono::seconds{10};
+/// Concurrent connections; more are answered 503 and closed.
+constexpr std::size_t max_connections = 1024;
+/// Threads running the HTTP I/O context.
+constexpr int io_threads = 1;
+} // namespace rest
+
+namespace mqtt {
+constexpr bool enable = false;
+constexpr const char* host = "127.0.0.1";
+constexpr uint16_t port = 1883;
+/// QoS of every publish (0, 1 or 2).
+constexpr int qos = 0;
+/// Publishes held while the broker is away or the socket is busy; past it a
+/// publish fails (REST answers 503) and butler counts it.
+constexpr std::size_t backlog_size = 100'000;
+/// First and longest wait between reconnect attempts (doubling in between).
+constexpr auto reconnect_min = std::chrono::milliseconds{250};
+constexpr auto reconnect_max = std::chrono::seconds{30};
+/// MQTT keep-alive interval.
+constexpr auto keep_alive = std::chrono::seconds{30};
+/// Time one connect attempt may take.
+constexpr auto connect_timeout = std::chrono::seconds{5};
+constexpr const char* subscription_root_topic = "qliksense/#";
+constexpr const char* status_topic = "qliksense/butler/mqtt/status";
+constexpr const char* task_start_topic = "qliksense/start_task";
+constexpr const char* task_failure_topic = "qliksense/task_failure";
+constexpr const char* task_failure_full_topic = "qliksense/task_failure_full";
+constexpr const char* task_failure_server_status_topic
+  = "qliksense/butler/task_failure_server";
+constexpr const char* task_aborted_topic = "qliksense/task_aborted";
+constexpr const char* task_aborted_full_topic = "qliksense/task_aborted_full";
+constexpr bool task_failure_send_full = true;
+constexpr bool task_aborted_send_full = true;
+constexpr const char* session_start_topic = "qliksense/session/start";
+constexpr const char* session_stop_topic = "qliksense/session/stop";
+constexpr const char* connection_open_topic = "qliksense/connection/open";
+constexpr const char* connection_close_topic = "qliksense/connection/close";
+constexpr const char* session_server_status_topic
+  = "qliksense/butler/session_server";
+constexpr const char* active_user_count_topic = "qliksense/users/active/count";
+constexpr const char* active_users_topic = "qliksense/users/active/usernames";
+} // namespace mqtt
+
+namespace udp {
+constexpr bool enable = false;
+constexpr const char* host = "127.0.0.1";
+constexpr uint16_t port_task_failure = 9998;
+constexpr uint16_t port_session_events = 9997;
+/// Largest datagram accepted, in bytes.
+constexpr std::size_t max_message_size = 65507;
+constexpr bool source_validation = false;
+constexpr bool dedup_enable = true;
+constexpr auto dedup_ttl = std::chrono::minutes{10};
+/// Events in flight between ingest and the sinks; past it events are shed
+/// and counted.
+constexpr std::size_t queue_max_size = 200'000;
+constexpr std::size_t queue_max_concurrent = 10;
+/// Percent of queue_max_size at which ingest logs back-pressure.
+constexpr int backpressure_threshold = 80;
+constexpr bool rate_limit_enable = false;
+constexpr int rate_limit_per_minute = 600;
+} // namespace udp
+
+namespace runtime {
+/// CAF scheduler worker threads. CAF's own default (4) is too many on small
+/// hosts.
+constexpr int worker_threads = 2;
+} // namespace runtime
+
+namespace supervisor {
+/// First and longest wait before a failed actor is restarted (doubling in
+/// between).
+constexpr auto restart_min = std::chrono::milliseconds{100};
+constexpr auto restart_max = std::chrono::seconds{30};
+/// An actor that stayed up this long has its back-off reset.
+constexpr auto stable_after = std::chrono::seconds{60};
+/// Time each stage of an orderly shutdown may take.
+constexpr auto shutdown_grace = std::chrono::seconds{5};
+} // namespace supervisor
+
+} // namespace butler::defaults

@@ -1,0 +1,21 @@
+#pragma once
+
+// Butler's atoms (at most 10 characters each), used as message tags. Written
+// with CAF_ADD_ATOM so the block carries over to CAF 0.18 unchanged; each
+// defines butler::atom::<name> and butler::atom::<name>_v.
+
+#include <caf/atom.hpp>
+#include <caf/type_id.hpp>
+
+/// Tags a status query.
+CAF_ADD_ATOM(butler_atoms, butler::atom, status, "status")
+/// Tags "stop accepting and finish what is in flight".
+CAF_ADD_ATOM(butler_atoms, butler::atom, drain, "drain")
+/// Tags a supervisor's delayed restart of one child.
+CAF_ADD_ATOM(butler_atoms, butler::atom, restart, "restart")
+/// Tags an orderly shutdown of the whole service.
+CAF_ADD_ATOM(butler_atoms, butler::atom, shutdown, "shutdown")
+/// Tags a periodic self-message.
+CAF_ADD_ATOM(butler_atoms, butler::atom, tick, "tick")
+/// Tags a handler registration.
+CAF_ADD_ATOM(butler_atoms, butler::atom, subscribe, "subscribe")

@@ -1,0 +1,112 @@
+#pragma once
+
+// Butler's REST API without sockets or actors: the route table (seed, /v2/ and
+// /v4/ spellings, each behind one endpoint), endpoint flags, parameter checks
+// that turn a request into a typed message, and the JSON replies. The Beast
+// server (net/http_server) and http_ingress (actors/) sit on either side.
+
+#include "config/butler_config.hpp"
+#include "messages/error_code.hpp"
+#include "messages/requests.hpp"
+#include "net/http_types.hpp"
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace butler::rest {
+
+/// What a route leads to; one handler per endpoint serves all its spellings.
+enum class endpoint : uint8_t {
+  butler_ping,
+  endpoints_enabled,
+  mqtt_publish,
+};
+
+/// Which generation of the API a route belongs to.
+enum class spelling : uint8_t {
+  seed, // Butler 1: "/butlerPing", GET with query parameters
+  v2,   // Butler 2: "/v2/butlerPing", GET with query parameters
+  v4,   // Butler 4-16: the OpenAPI contract
+};
+
+/// One row of the route table.
+struct route {
+  const char* method;
+  /// Path; a "{name}" segment is a parameter. Literal segments match
+  /// case-insensitively.
+  const char* pattern;
+  endpoint ep;
+  spelling sp;
+  /// restServerEndpointsEnable flag that switches the route on.
+  const char* flag;
+};
+
+/// Returns every route Butler serves, enabled or not.
+const std::vector<route>& all_routes();
+
+/// The outcome of matching a request against the enabled routes.
+struct route_match {
+  /// 0 when a route matched, otherwise 404 or 405.
+  unsigned status = 0;
+  endpoint ep = endpoint::butler_ping;
+  spelling sp = spelling::seed;
+  /// Values of the "{name}" segments, in order.
+  std::vector<std::string> params;
+  /// For 405: the methods the path accepts, e.g. "GET, PUT".
+  std::string allow;
+};
+
+/// Matches requests against the routes whose flag is enabled. Immutable after
+/// construction, so the I/O threads share one.
+class router {
+public:
+  explicit router(const endpoints_config& endpoints);
+
+  /// Matches `method` and the path of a target (query already cut off). A
+  /// disabled route answers 404 exactly like an unknown one.
+  route_match match(std::string_view method, std::string_view path) const;
+
+  /// Returns the names of the enabled endpoint flags, in config order.
+  const std::vector<std::string>& enabled_flags() const {
+    return enabled_flags_;
+  }
+
+private:
+  std::vector<route> routes_;
+  std::vector<std::string> enabled_flags_;
+};
+
+/// Returns the method to route by: the X-HTTP-Method-Override header when a
+/// GET or POST carries one (load scripts can only send GET and POST),
+/// otherwise the request's own.
+std::string effective_method(const http::request& req);
+
+/// Maps a Butler error code to its HTTP status: the one table.
+unsigned status_for(ec code);
+
+// -- endpoints ----------------------------------------------------------------
+
+/// GET butlerPing (all spellings).
+http::response ping_response();
+
+/// GET /v4/configfile/endpointsenabled.
+http::response endpoints_enabled_response(const std::vector<std::string>& flags);
+
+/// Either the typed request or the 400 response to send instead.
+template <class T>
+using parsed = std::variant<T, http::response>;
+
+/// mqttPublishMessage: seed and v2 take `topic` and `message` from the query
+/// string, v4 from a JSON body {"topic":..,"message":..}.
+parsed<mqtt_publish_request> parse_mqtt_publish(const http::request& req,
+                                                spelling sp);
+
+/// The reply once the message is held for the broker: 200 (seed, v2) or 201
+/// (v4) with {"topic":..,"message":..}.
+http::response mqtt_publish_response(const mqtt_publish_request& req,
+                                      spelling sp);
+
+} // namespace butler::rest

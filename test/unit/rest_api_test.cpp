@@ -1,0 +1,298 @@
+#include "net/rest_api.hpp"
+
+#include "config/version.hpp"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <variant>
+
+using namespace butler;
+using namespace butler::rest;
+using nlohmann::json;
+
+namespace {
+
+endpoints_config flags(std::initializer_list<const char*> on) {
+  endpoints_config cfg;
+  for (auto name : {"activeUserCount", "apiListEnabledEndpoints", "butlerping",
+                    "createDir", "mqttPublishMessage", "senseStartTask"}) {
+    bool enabled = false;
+    for (auto x : on)
+      enabled = enabled || std::string{x} == name;
+    cfg.flags.emplace_back(name, enabled);
+  }
+  return cfg;
+}
+
+http::request make_request(std::string method, std::string target,
+                           std::string body = {}) {
+  http::request req;
+  req.method = std::move(method);
+  req.target = std::move(target);
+  req.body = std::move(body);
+  return req;
+}
+
+/// Returns the 400 message of a failed parse, or "" if it parsed.
+std::string parse_error(const parsed<mqtt_publish_request>& result) {
+  if (auto res = std::get_if<http::response>(&result)) {
+    EXPECT_EQ(res->status, 400u);
+    return json::parse(res->body).at("message").get<std::string>();
+  }
+  return {};
+}
+
+} // namespace
+
+// -- routing --------------------------------------------------------------------
+
+TEST(rest_router, serves_one_endpoint_under_three_spellings) {
+  router r{flags({"butlerping"})};
+  auto seed = r.match("GET", "/butlerPing");
+  auto v2 = r.match("GET", "/v2/butlerPing");
+  auto v4 = r.match("GET", "/v4/butlerping");
+  for (auto& m : {seed, v2, v4}) {
+    EXPECT_EQ(m.status, 0u);
+    EXPECT_EQ(m.ep, endpoint::butler_ping);
+  }
+  EXPECT_EQ(seed.sp, spelling::seed);
+  EXPECT_EQ(v2.sp, spelling::v2);
+  EXPECT_EQ(v4.sp, spelling::v4);
+}
+
+TEST(rest_router, matches_literal_segments_case_insensitively) {
+  router r{flags({"butlerping"})};
+  EXPECT_EQ(r.match("GET", "/BUTLERPING").status, 0u);
+  EXPECT_EQ(r.match("GET", "/v4/ButlerPing").status, 0u);
+  EXPECT_EQ(r.match("GET", "/V2/butlerping").status, 0u);
+}
+
+TEST(rest_router, ignores_one_trailing_slash) {
+  router r{flags({"butlerping"})};
+  EXPECT_EQ(r.match("GET", "/v4/butlerping/").status, 0u);
+  EXPECT_EQ(r.match("GET", "/v4/butlerping//").status, 404u);
+}
+
+TEST(rest_router, answers_404_for_unknown_paths) {
+  router r{flags({"butlerping", "mqttPublishMessage"})};
+  EXPECT_EQ(r.match("GET", "/").status, 404u);
+  EXPECT_EQ(r.match("GET", "/v3/butlerping").status, 404u);
+  EXPECT_EQ(r.match("GET", "/v4/butlerping/extra").status, 404u);
+  EXPECT_EQ(r.match("GET", "/v4").status, 404u);
+  EXPECT_EQ(r.match("GET", "").status, 404u);
+  EXPECT_EQ(r.match("GET", "*").status, 404u);
+}
+
+TEST(rest_router, a_disabled_endpoint_answers_404_like_an_unknown_one) {
+  router r{flags({"mqttPublishMessage"})};
+  EXPECT_EQ(r.match("GET", "/v4/butlerping").status, 404u);
+  EXPECT_EQ(r.match("GET", "/butlerPing").status, 404u);
+  // Not 405 either: a disabled route must not reveal that it exists.
+  EXPECT_EQ(r.match("PUT", "/v4/butlerping").status, 404u);
+  EXPECT_EQ(r.match("PUT", "/v4/mqttpublishmessage").status, 0u);
+}
+
+TEST(rest_router, answers_405_with_allow_for_a_wrong_method) {
+  router r{flags({"butlerping", "mqttPublishMessage"})};
+  auto m = r.match("POST", "/v4/butlerping");
+  EXPECT_EQ(m.status, 405u);
+  EXPECT_EQ(m.allow, "GET");
+  auto publish = r.match("GET", "/v4/mqttpublishmessage");
+  EXPECT_EQ(publish.status, 405u);
+  EXPECT_EQ(publish.allow, "PUT");
+  auto seed = r.match("PUT", "/mqttPublishMessage");
+  EXPECT_EQ(seed.status, 405u);
+  EXPECT_EQ(seed.allow, "GET");
+}
+
+TEST(rest_router, every_route_has_a_known_flag_and_pattern) {
+  for (auto& r : all_routes()) {
+    EXPECT_EQ(r.pattern[0], '/') << r.pattern;
+    EXPECT_NE(std::string{r.flag}, "") << r.pattern;
+  }
+}
+
+TEST(rest_router, lists_enabled_flags_in_config_order) {
+  router r{flags({"senseStartTask", "butlerping", "activeUserCount"})};
+  EXPECT_EQ(r.enabled_flags(), (std::vector<std::string>{
+                                 "activeUserCount", "butlerping",
+                                 "senseStartTask"}));
+  auto res = endpoints_enabled_response(r.enabled_flags());
+  EXPECT_EQ(res.status, 200u);
+  EXPECT_EQ(json::parse(res.body),
+            json({"activeUserCount", "butlerping", "senseStartTask"}));
+  EXPECT_EQ(json::parse(endpoints_enabled_response({}).body), json::array());
+}
+
+TEST(rest_router, honours_method_override_from_get_and_post) {
+  auto post = make_request("POST", "/v4/mqttpublishmessage");
+  post.headers.emplace_back("x-http-method-override", "put");
+  EXPECT_EQ(effective_method(post), "PUT");
+  auto get = make_request("GET", "/x");
+  get.headers.emplace_back("x-http-method-override", "DELETE");
+  EXPECT_EQ(effective_method(get), "DELETE");
+  auto put = make_request("PUT", "/x");
+  put.headers.emplace_back("x-http-method-override", "GET");
+  EXPECT_EQ(effective_method(put), "PUT");
+  EXPECT_EQ(effective_method(make_request("GET", "/x")), "GET");
+}
+
+// -- replies ----------------------------------------------------------------------
+
+TEST(rest_replies, ping_names_the_version) {
+  auto res = ping_response();
+  EXPECT_EQ(res.status, 200u);
+  auto body = json::parse(res.body);
+  EXPECT_EQ(body, (json{{"response", "Butler reporting for duty"},
+                        {"butlerVersion", version()}}));
+  EXPECT_EQ(res.content_type, "application/json; charset=utf-8");
+  // Keys in Butler's order, for clients that compare text.
+  EXPECT_EQ(res.body, std::string{R"({"response":"Butler reporting for duty",)"}
+                        + R"("butlerVersion":")" + version() + "\"}");
+}
+
+TEST(rest_replies, error_bodies_follow_butler_shape) {
+  auto res = http::error_response(413, "too big");
+  EXPECT_EQ(res.status, 413u);
+  EXPECT_EQ(json::parse(res.body),
+            (json{{"statusCode", 413},
+                  {"error", "Payload Too Large"},
+                  {"message", "too big"}}));
+  EXPECT_EQ(res.body, R"({"statusCode":413,"error":"Payload Too Large",)"
+                      R"("message":"too big"})");
+  // Invalid UTF-8 echoed from a parameter must still give valid JSON.
+  auto bad = http::error_response(400, "topic \xff\xfe");
+  EXPECT_NO_THROW(json::parse(bad.body));
+}
+
+TEST(rest_replies, maps_each_error_code_to_one_status) {
+  EXPECT_EQ(status_for(ec::invalid_argument), 400u);
+  EXPECT_EQ(status_for(ec::path_escape), 400u);
+  EXPECT_EQ(status_for(ec::not_found), 404u);
+  EXPECT_EQ(status_for(ec::backlog_full), 503u);
+  EXPECT_EQ(status_for(ec::unavailable), 503u);
+  EXPECT_EQ(status_for(ec::timeout), 504u);
+  EXPECT_EQ(status_for(ec::internal), 500u);
+  EXPECT_EQ(status_for(ec::unhandled_exception), 500u);
+}
+
+// -- mqttPublishMessage -----------------------------------------------------------
+
+TEST(rest_mqtt_publish, reads_query_parameters_in_seed_and_v2) {
+  for (auto sp : {spelling::seed, spelling::v2}) {
+    auto result = parse_mqtt_publish(
+      make_request("GET", "/v2/mqttPublishMessage?topic=qliksense%2Fnew_data"
+                          "&message=dt%3D20201028+ok"),
+      sp);
+    ASSERT_TRUE(std::holds_alternative<mqtt_publish_request>(result))
+      << parse_error(result);
+    auto& req = std::get<mqtt_publish_request>(result);
+    EXPECT_EQ(req.topic, "qliksense/new_data");
+    EXPECT_EQ(req.payload, "dt=20201028 ok");
+    EXPECT_EQ(req.qos, -1);
+    auto res = mqtt_publish_response(req, sp);
+    EXPECT_EQ(res.status, 200u);
+    EXPECT_EQ(json::parse(res.body),
+              (json{{"topic", "qliksense/new_data"},
+                    {"message", "dt=20201028 ok"}}));
+  }
+}
+
+TEST(rest_mqtt_publish, reads_a_json_body_in_v4_and_answers_201) {
+  auto result = parse_mqtt_publish(
+    make_request("PUT", "/v4/mqttpublishmessage",
+                 R"({"topic":"qliksense/x","message":"{\"a\":1}"})"),
+    spelling::v4);
+  ASSERT_TRUE(std::holds_alternative<mqtt_publish_request>(result))
+    << parse_error(result);
+  auto& req = std::get<mqtt_publish_request>(result);
+  EXPECT_EQ(req.topic, "qliksense/x");
+  EXPECT_EQ(req.payload, R"({"a":1})");
+  EXPECT_EQ(mqtt_publish_response(req, spelling::v4).status, 201u);
+}
+
+TEST(rest_mqtt_publish, names_a_missing_parameter) {
+  EXPECT_EQ(parse_error(parse_mqtt_publish(
+              make_request("GET", "/mqttPublishMessage?message=x"),
+              spelling::seed)),
+            "Required parameter topic is missing");
+  EXPECT_EQ(parse_error(parse_mqtt_publish(
+              make_request("GET", "/mqttPublishMessage?topic=a"),
+              spelling::seed)),
+            "Required parameter message is missing");
+  EXPECT_EQ(parse_error(parse_mqtt_publish(
+              make_request("GET", "/mqttPublishMessage"), spelling::v2)),
+            "Required parameter topic is missing");
+  EXPECT_EQ(parse_error(parse_mqtt_publish(
+              make_request("PUT", "/v4/mqttpublishmessage",
+                           R"({"topic":"a"})"),
+              spelling::v4)),
+            "Required parameter message is missing");
+  EXPECT_EQ(parse_error(parse_mqtt_publish(
+              make_request("PUT", "/v4/mqttpublishmessage",
+                           R"({"topic":null,"message":"x"})"),
+              spelling::v4)),
+            "Required parameter topic is missing");
+}
+
+TEST(rest_mqtt_publish, rejects_empty_values) {
+  EXPECT_EQ(parse_error(parse_mqtt_publish(
+              make_request("GET", "/mqttPublishMessage?topic=&message=x"),
+              spelling::seed)),
+            "Parameter topic must not be empty");
+  EXPECT_EQ(parse_error(parse_mqtt_publish(
+              make_request("GET", "/mqttPublishMessage?topic=a&message="),
+              spelling::seed)),
+            "Parameter message must not be empty");
+  EXPECT_EQ(parse_error(parse_mqtt_publish(
+              make_request("PUT", "/v4/mqttpublishmessage",
+                           R"({"topic":"","message":"x"})"),
+              spelling::v4)),
+            "Parameter topic must not be empty");
+}
+
+TEST(rest_mqtt_publish, rejects_wildcards_and_reserved_topics) {
+  for (auto topic : {"a%2F%2B%2Fb", "a%2F%23", "%23", "%24SYS%2Fx"}) {
+    auto msg = parse_error(parse_mqtt_publish(
+      make_request("GET", std::string{"/mqttPublishMessage?message=x&topic="}
+                            + topic),
+      spelling::seed));
+    EXPECT_NE(msg, "") << topic;
+    EXPECT_EQ(msg.rfind("Parameter topic must not", 0), 0u) << msg;
+  }
+  EXPECT_EQ(parse_error(parse_mqtt_publish(
+              make_request("PUT", "/v4/mqttpublishmessage",
+                           R"({"topic":"a/+/b","message":"x"})"),
+              spelling::v4)),
+            "Parameter topic must not contain the MQTT wildcards + or #");
+}
+
+TEST(rest_mqtt_publish, rejects_bad_bodies_and_queries) {
+  EXPECT_EQ(parse_error(parse_mqtt_publish(
+              make_request("PUT", "/v4/mqttpublishmessage", "{topic: x"),
+              spelling::v4)),
+            "Request body is not valid JSON");
+  EXPECT_EQ(parse_error(parse_mqtt_publish(
+              make_request("PUT", "/v4/mqttpublishmessage", ""), spelling::v4)),
+            "Request body is not valid JSON");
+  EXPECT_NE(parse_error(parse_mqtt_publish(
+              make_request("PUT", "/v4/mqttpublishmessage", R"(["a","b"])"),
+              spelling::v4)),
+            "");
+  EXPECT_EQ(parse_error(parse_mqtt_publish(
+              make_request("PUT", "/v4/mqttpublishmessage",
+                           R"({"topic":5,"message":"x"})"),
+              spelling::v4)),
+            "Parameter topic must be a string");
+  EXPECT_EQ(parse_error(parse_mqtt_publish(
+              make_request("PUT", "/v4/mqttpublishmessage",
+                           R"({"topic":"a","message":{"x":1}})"),
+              spelling::v4)),
+            "Parameter message must be a string");
+  EXPECT_EQ(parse_error(parse_mqtt_publish(
+              make_request("GET", "/mqttPublishMessage?topic=%zz&message=x"),
+              spelling::seed)),
+            "Query string has a malformed %-escape");
+}
