@@ -5,6 +5,7 @@
 #include "actors/actor_system_setup.hpp"
 #include "actors/http_ingress.hpp"
 #include "test/fakes/fake_mqtt_link.hpp"
+#include "test/support/eventually.hpp"
 #include "test/support/free_port.hpp"
 #include "test/support/http_client.hpp"
 
@@ -26,16 +27,7 @@ using nlohmann::json;
 
 namespace {
 
-bool eventually(const std::function<bool()>& pred,
-                std::chrono::milliseconds timeout = 10s) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred())
-      return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return pred();
-}
+using test::eventually;
 
 class http_ingress_test : public ::testing::Test {
 protected:

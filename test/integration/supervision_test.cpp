@@ -5,6 +5,7 @@
 #include "actors/actor_system_setup.hpp"
 #include "messages/actors.hpp"
 #include "net/mqtt_client.hpp"
+#include "test/support/eventually.hpp"
 #include "test/support/free_port.hpp"
 #include "test/support/http_client.hpp"
 #include "test/support/mosquitto_broker.hpp"
@@ -29,17 +30,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-/// Polls `pred` until it holds or `timeout` passes.
-bool eventually(const std::function<bool()>& pred,
-                std::chrono::milliseconds timeout = 10s) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred())
-      return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return pred();
-}
+using test::eventually;
 
 /// Collects what a real MQTT client receives on butlertest/#.
 class subscriber {

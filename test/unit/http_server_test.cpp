@@ -1,5 +1,6 @@
 #include "net/http_server.hpp"
 
+#include "test/support/eventually.hpp"
 #include "test/support/test_certs.hpp"
 
 #include <gtest/gtest.h>
@@ -32,19 +33,13 @@ using namespace butler::http;
 
 namespace {
 
-// -- waiting ------------------------------------------------------------------
-
-/// Polls `pred` until it holds or `timeout` passes; returns its last value.
+/// Polls `pred` for up to 5 s (see test/support/eventually.hpp).
 template <class Predicate>
 bool eventually(Predicate pred, std::chrono::milliseconds timeout = 5s) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline)
-      return pred();
-    std::this_thread::sleep_for(2ms);
-  }
-  return true;
+  return butler::test::eventually(pred, timeout);
 }
+
+// -- waiting ------------------------------------------------------------------
 
 // -- a small blocking HTTP client ---------------------------------------------
 

@@ -1,5 +1,6 @@
 #include "net/mqtt_client.hpp"
 
+#include "test/support/eventually.hpp"
 #include "test/support/free_port.hpp"
 #include "test/support/mosquitto_broker.hpp"
 #include "test/support/test_certs.hpp"
@@ -30,19 +31,9 @@ namespace bt = butler::test;
 
 namespace {
 
-using message_list = std::vector<std::pair<std::string, std::string>>;
+using butler::test::eventually;
 
-/// Polls `pred` until it holds or `timeout` passes; returns its last value.
-template <class Predicate>
-bool eventually(Predicate pred, std::chrono::milliseconds timeout = 10s) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() >= deadline)
-      return pred();
-    std::this_thread::sleep_for(5ms);
-  }
-  return true;
-}
+using message_list = std::vector<std::pair<std::string, std::string>>;
 
 /// Collects what a client reports through its callbacks.
 class recorder {
