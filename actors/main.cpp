@@ -49,7 +49,15 @@ int run(const butler::butler_config& cfg, sigset_t signals) {
   using namespace butler;
   butler_system_config caf_cfg{cfg};
   caf::actor_system sys{caf_cfg};
-  auto sup = start_service(sys, cfg);
+  supervisor_actor sup;
+  try {
+    sup = start_service(sys, cfg);
+  } catch (const std::exception& e) {
+    // Validation catches bad settings first; this is the last line of defence
+    // (e.g. a client library refusing an option).
+    spdlog::error("butler cannot start: {}", e.what());
+    return 1;
+  }
   spdlog::info("butler {} is running (pid {})", version(), ::getpid());
   int sig = 0;
   while (true) {

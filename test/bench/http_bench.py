@@ -109,8 +109,8 @@ def main():
     loads = [
         ("GET /v4/butlerping", f"http://127.0.0.1:{port}/v4/butlerping",
          None, args.connections),
-        ("GET /v4/butlerping, 1 connection",
-         f"http://127.0.0.1:{port}/v4/butlerping", None, 1),
+        ("GET /v4/butlerping", f"http://127.0.0.1:{port}/v4/butlerping",
+         None, 1),
         ("PUT /v4/mqttpublishmessage",
          f"http://127.0.0.1:{port}/v4/mqttpublishmessage", str(script),
          args.connections),
@@ -125,7 +125,7 @@ def main():
         p50 = [r[1] for r in results]
         p99 = [r[2] for r in results]
         bad = sum(r[3] for r in results)
-        print(f"  {name}, {conns} connections: "
+        print(f"  {name}, {conns} connection{'s' if conns > 1 else ''}: "
               f"{summary(rps, lambda x: f'{x:,.0f}')} req/s, "
               f"p50 {summary(p50, lambda x: f'{x:.2f}')} ms, "
               f"p99 {summary(p99, lambda x: f'{x:.2f}')} ms"
