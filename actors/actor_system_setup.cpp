@@ -1,8 +1,13 @@
 #include "actors/actor_system_setup.hpp"
 
+#include "actors/event_router.hpp"
+#include "actors/fs_worker.hpp"
 #include "actors/http_ingress.hpp"
 #include "actors/mqtt_link.hpp"
+#include "actors/session_tracker.hpp"
+#include "actors/slack_egress.hpp"
 #include "actors/supervisor.hpp"
+#include "actors/udp_ingest.hpp"
 #include "messages/error.hpp"
 #include "messages/type_ids.hpp"
 #include "net/mqtt_client.hpp"
@@ -12,6 +17,8 @@
 #include <spdlog/spdlog.h>
 
 #include <unistd.h>
+
+#include <algorithm>
 
 namespace butler {
 
@@ -37,8 +44,9 @@ std::string mqtt_client_id(const mqtt_config& cfg) {
 supervisor_actor start_service(caf::actor_system& sys,
                                const butler_config& cfg) {
   std::vector<child_spec> specs;
-  // Start order: resources and sinks first, ingress last; shutdown runs it
-  // backwards, so ingress stops taking work before the sinks drain.
+  // Start order: resources and sinks first, then the router, ingress last;
+  // shutdown runs it backwards, so ingress stops taking work before the
+  // router and the sinks drain.
   if (cfg.mqtt.enable) {
     mqtt::client_options opts;
     opts.host = cfg.mqtt.broker_host;
@@ -64,10 +72,55 @@ supervisor_actor start_service(caf::actor_system& sys,
     client->start();
     spdlog::info("mqtt-client connects to {}:{} as {}", opts.host, opts.port,
                  opts.client_id);
-    auto qos = cfg.mqtt.qos;
-    specs.push_back({"mqtt-link", [client, qos](caf::actor_system& sys) {
+    auto mqtt_cfg = cfg.mqtt;
+    specs.push_back({"mqtt-link", [client, mqtt_cfg](caf::actor_system& sys) {
                        return caf::actor_cast<caf::actor>(
-                         sys.spawn(mqtt_link, client, qos));
+                         sys.spawn(mqtt_link, client, mqtt_cfg));
+                     }});
+  }
+  auto& flags = cfg.endpoints;
+  if (cfg.rest.enable
+      && (flags.enabled("createDir") || flags.enabled("createDirQVD")
+          || flags.enabled("getDiskSpace"))) {
+    auto qvd_path = cfg.directories.qvd_path;
+    specs.push_back({"fs-worker", [qvd_path](caf::actor_system& sys) {
+                       // Detached: its blocking filesystem calls get their
+                       // own thread.
+                       return caf::actor_cast<caf::actor>(
+                         sys.spawn<caf::detached>(fs_worker, qvd_path));
+                     }});
+  }
+  auto routes = make_routes(cfg);
+  bool slack_routed = std::any_of(routes.begin(), routes.end(), [](auto& r) {
+    return r.sink == "slack-egress";
+  });
+  if ((cfg.udp.enable && slack_routed)
+      || (cfg.rest.enable && flags.enabled("slackPostMessage"))) {
+    auto slack_cfg = cfg.slack;
+    http::client_options opts;
+    opts.max_pending = slack_cfg.backlog_size + slack_max_concurrent;
+    opts.max_concurrent = slack_max_concurrent;
+    std::shared_ptr<http::client> client = http::make_curl_client(opts);
+    specs.push_back({"slack-egress", [slack_cfg, client](caf::actor_system& sys) {
+                       return caf::actor_cast<caf::actor>(
+                         sys.spawn(slack_egress, slack_cfg, client));
+                     }});
+  }
+  auto mqtt_cfg = cfg.mqtt;
+  specs.push_back({"session-tracker", [mqtt_cfg](caf::actor_system& sys) {
+                     return caf::actor_cast<caf::actor>(
+                       sys.spawn(session_tracker, mqtt_cfg));
+                   }});
+  if (cfg.udp.enable) {
+    specs.push_back({"event-router", [routes](caf::actor_system& sys) {
+                       return caf::actor_cast<caf::actor>(
+                         sys.spawn(event_router, routes));
+                     }});
+    auto ctx = make_ingest_context(cfg.udp);
+    auto udp_cfg = cfg.udp;
+    specs.push_back({"udp-ingest", [udp_cfg, mqtt_cfg, ctx](caf::actor_system& sys) {
+                       return caf::actor_cast<caf::actor>(
+                         sys.spawn(udp_ingest, udp_cfg, mqtt_cfg, ctx));
                      }});
   }
   if (cfg.rest.enable) {

@@ -7,6 +7,7 @@
 #include <caf/sec.hpp>
 #include <caf/send.hpp>
 
+#include <optional>
 #include <variant>
 
 namespace butler {
@@ -115,29 +116,97 @@ void forward(self_ptr self, std::shared_ptr<http_call> call, const Dest& dest,
 
 // -- endpoints served by actors -------------------------------------------------
 
+/// Answers 503 when the peer an endpoint needs is not known (not running).
+template <class Handle>
+bool require_peer(const Handle& peer, const char* name, http_call& call) {
+  if (peer)
+    return true;
+  call.reply(http::error_response(503, std::string{name} + " is not running"));
+  return false;
+}
+
+/// Returns the parsed request, or answers the call with the 400 and returns
+/// nothing.
+template <class T>
+std::optional<T> accept(rest::parsed<T> parsed, http_call& call) {
+  if (auto* res = std::get_if<http::response>(&parsed)) {
+    call.reply(std::move(*res));
+    return std::nullopt;
+  }
+  return std::get<T>(std::move(parsed));
+}
+
 void mqtt_publish(self_ptr self, std::shared_ptr<http_call> call) {
   auto& st = self->state;
-  auto parsed = rest::parse_mqtt_publish(call->req, call->match.sp);
-  if (auto* res = std::get_if<http::response>(&parsed)) {
-    call->reply(std::move(*res));
+  auto req = accept(rest::parse_mqtt_publish(call->req, call->match.sp),
+                    *call);
+  if (!req)
     return;
-  }
-  auto req = std::get<mqtt_publish_request>(std::move(parsed));
   if (!st.opts.mqtt_enabled) {
     call->reply(http::error_response(
       503, "MQTT is disabled in the config (Butler.mqttConfig.enable)"));
     return;
   }
-  if (!st.mqtt) {
-    call->reply(http::error_response(503, "mqtt-link is not running"));
+  if (!require_peer(st.mqtt, "mqtt-link", *call))
     return;
-  }
-  req.event_id = "r" + std::to_string(++st.next_id);
-  auto sp = call->match.sp;
-  auto response = rest::mqtt_publish_response(req, sp);
+  req->event_id = "r" + std::to_string(++st.next_id);
+  auto response = rest::mqtt_publish_response(*req, call->match.sp);
   forward<caf::ok_atom>(self, std::move(call), st.mqtt, "mqtt-link",
-                        std::move(req),
+                        std::move(*req),
                         [response](caf::ok_atom) { return response; });
+}
+
+void create_dir(self_ptr self, std::shared_ptr<http_call> call, bool qvd) {
+  auto& st = self->state;
+  auto req = accept(rest::parse_create_dir(call->req, call->match.sp, qvd),
+                    *call);
+  if (!req || !require_peer(st.fs, "fs-worker", *call))
+    return;
+  req->event_id = "r" + std::to_string(++st.next_id);
+  auto response = rest::create_dir_response(*req, call->match.sp);
+  forward<caf::ok_atom>(self, std::move(call), st.fs, "fs-worker",
+                        std::move(*req),
+                        [response](caf::ok_atom) { return response; });
+}
+
+void disk_space(self_ptr self, std::shared_ptr<http_call> call) {
+  auto& st = self->state;
+  auto req = accept(rest::parse_disk_space(call->req), *call);
+  if (!req || !require_peer(st.fs, "fs-worker", *call))
+    return;
+  req->event_id = "r" + std::to_string(++st.next_id);
+  forward<disk_space_reply>(self, std::move(call), st.fs, "fs-worker",
+                            std::move(*req), [](disk_space_reply& reply) {
+                              return rest::disk_space_response(reply);
+                            });
+}
+
+void slack_post(self_ptr self, std::shared_ptr<http_call> call) {
+  auto& st = self->state;
+  auto req = accept(rest::parse_slack_post(call->req, call->match.sp), *call);
+  if (!req || !require_peer(st.slack, "slack-egress", *call))
+    return;
+  req->event_id = "r" + std::to_string(++st.next_id);
+  auto response = rest::slack_post_response(*req, call->match.sp);
+  if (!req->emoji.empty() && req->emoji.front() != ':')
+    req->emoji = ":" + req->emoji + ":";
+  forward<caf::ok_atom>(self, std::move(call), st.slack, "slack-egress",
+                        std::move(*req),
+                        [response](caf::ok_atom) { return response; });
+}
+
+void active_users_call(self_ptr self, std::shared_ptr<http_call> call,
+                       bool count_only) {
+  auto& st = self->state;
+  if (!require_peer(st.sessions, "session-tracker", *call))
+    return;
+  forward<active_users>(self, std::move(call), st.sessions, "session-tracker",
+                        atom::users_v, [count_only](active_users& users) {
+                          return count_only
+                                   ? rest::active_user_count_response(
+                                     users.users.size())
+                                   : rest::active_users_response(users.users);
+                        });
 }
 
 /// Builds the handler the I/O threads call for every request.
@@ -230,6 +299,24 @@ http_ingress(http_ingress_actor::stateful_pointer<http_ingress_state> self,
         case rest::endpoint::mqtt_publish:
           mqtt_publish(self, std::move(call));
           return;
+        case rest::endpoint::create_dir:
+          create_dir(self, std::move(call), false);
+          return;
+        case rest::endpoint::create_dir_qvd:
+          create_dir(self, std::move(call), true);
+          return;
+        case rest::endpoint::disk_space:
+          disk_space(self, std::move(call));
+          return;
+        case rest::endpoint::slack_post:
+          slack_post(self, std::move(call));
+          return;
+        case rest::endpoint::active_user_count:
+          active_users_call(self, std::move(call), true);
+          return;
+        case rest::endpoint::active_users:
+          active_users_call(self, std::move(call), false);
+          return;
         default:
           call->reply(http::error_response(500, "no handler for this route"));
       }
@@ -250,8 +337,15 @@ http_ingress(http_ingress_actor::stateful_pointer<http_ingress_state> self,
     },
     [=](atom::tick) { on_tick(self); },
     [=](peer_up& peer) {
+      auto& st = self->state;
       if (peer.name == "mqtt-link")
-        self->state.mqtt = caf::actor_cast<mqtt_link_actor>(peer.handle);
+        st.mqtt = caf::actor_cast<mqtt_link_actor>(peer.handle);
+      else if (peer.name == "fs-worker")
+        st.fs = caf::actor_cast<fs_worker_actor>(peer.handle);
+      else if (peer.name == "slack-egress")
+        st.slack = caf::actor_cast<slack_egress_actor>(peer.handle);
+      else if (peer.name == "session-tracker")
+        st.sessions = caf::actor_cast<session_tracker_actor>(peer.handle);
     },
   };
 }

@@ -53,7 +53,11 @@ struct http_ingress_state {
 
   http_ingress_options opts;
   std::unique_ptr<http::server> server;
+  // Peers, from the supervisor's peer_up messages.
   mqtt_link_actor mqtt;
+  fs_worker_actor fs;
+  slack_egress_actor slack;
+  session_tracker_actor sessions;
   /// Numbers the calls handed to actors, for tracing ("r17").
   std::uint64_t next_id = 0;
   /// Forwarded calls in deadline order (all share one timeout). Requests go

@@ -1,6 +1,7 @@
 #include "actors/mqtt_link.hpp"
 
 #include "actors/actor_common.hpp"
+#include "net/event_format.hpp"
 #include "net/mqtt_topic.hpp"
 
 #include <caf/event_based_actor.hpp>
@@ -34,6 +35,14 @@ void check_drain(self_ptr self) {
   }
 }
 
+/// Counts a publish the client refused, with one log line per 1000.
+void note_shed(self_ptr self, const std::string& id) {
+  auto& st = self->state;
+  if (++st.shed % 1000 == 1)
+    spdlog::warn("{} shed {}: the MQTT backlog is full ({} shed so far)",
+                 self->name(), id, st.shed);
+}
+
 } // namespace
 
 mqtt_link_state::~mqtt_link_state() {
@@ -45,11 +54,11 @@ mqtt_link_state::~mqtt_link_state() {
 
 mqtt_link_actor::behavior_type
 mqtt_link(mqtt_link_actor::stateful_pointer<mqtt_link_state> self,
-          std::shared_ptr<mqtt::client> client, int default_qos) {
+          std::shared_ptr<mqtt::client> client, mqtt_config cfg) {
   install_exception_handler(self);
   auto& st = self->state;
   st.client = std::move(client);
-  st.default_qos = default_qos;
+  st.cfg = std::move(cfg);
   auto initial = st.client->stats();
   st.connected = initial.connected;
   // The client calls these from its own threads: hand over, nothing else.
@@ -80,7 +89,7 @@ mqtt_link(mqtt_link_actor::stateful_pointer<mqtt_link_state> self,
     [=](mqtt_publish_request& req) -> caf::result<caf::ok_atom> {
       auto& st = self->state;
       auto topic = req.topic;
-      auto qos = req.qos < 0 ? st.default_qos : req.qos;
+      auto qos = req.qos < 0 ? st.cfg.qos : req.qos;
       auto outcome = st.client->publish(
         mqtt::message{std::move(req.topic), std::move(req.payload), qos,
                       req.retain});
@@ -110,6 +119,35 @@ mqtt_link(mqtt_link_actor::stateful_pointer<mqtt_link_state> self,
           break;
       }
       return caf::make_error(ec::unavailable, "MQTT client is stopped");
+    },
+    [=](std::vector<mqtt_publish_request>& reqs) {
+      auto& st = self->state;
+      for (auto& req : reqs) {
+        auto qos = req.qos < 0 ? st.cfg.qos : req.qos;
+        if (st.client->publish(mqtt::message{std::move(req.topic),
+                                             std::move(req.payload), qos,
+                                             req.retain})
+            == mqtt::publish_result::accepted)
+          ++st.events_published;
+        else
+          note_shed(self, req.event_id);
+      }
+    },
+    [=](const event_batch& batch) {
+      auto& st = self->state;
+      for (auto& ev : *batch.events) {
+        st.scratch.clear();
+        events::append_mqtt_messages(ev, st.cfg, st.cfg.qos, st.scratch);
+        for (auto& msg : st.scratch) {
+          if (st.client->publish(std::move(msg))
+              == mqtt::publish_result::accepted) {
+            ++st.events_published;
+            spdlog::trace("{} holds e{} for the broker", self->name(), ev.id);
+          } else {
+            note_shed(self, "e" + std::to_string(ev.id));
+          }
+        }
+      }
     },
     [=](atom::subscribe, std::string& filter,
         mqtt_inbound_handler_actor& handler) {
@@ -156,11 +194,12 @@ mqtt_link(mqtt_link_actor::stateful_pointer<mqtt_link_state> self,
     [=](atom::status) -> mqtt_link_status {
       auto& st = self->state;
       auto stats = st.client->stats();
-      return mqtt_link_status{stats.connected,      st.detail,
-                              stats.published,      stats.rejected_full,
-                              stats.connects,       stats.received,
+      return mqtt_link_status{stats.connected,       st.detail,
+                              stats.published,       stats.rejected_full,
+                              stats.connects,        stats.received,
                               st.inbound_dispatched, st.inbound_ignored,
-                              stats.backlog};
+                              stats.backlog,         st.events_published,
+                              st.shed};
     },
     [=](atom::drain, caf::timespan grace) -> caf::result<bool> {
       auto& st = self->state;

@@ -6,6 +6,7 @@
 // once and handed to each incarnation of the actor, so a restart of the actor
 // neither drops the connection nor loses held messages.
 
+#include "config/butler_config.hpp"
 #include "messages/actors.hpp"
 #include "net/mqtt_client.hpp"
 
@@ -26,8 +27,13 @@ struct mqtt_link_state {
   static constexpr const char* name = "mqtt-link";
 
   std::shared_ptr<mqtt::client> client;
-  /// QoS of publishes that don't name one (Butler.mqttConfig.qos).
-  int default_qos = 0;
+  /// Topics and QoS (Butler.mqttConfig).
+  mqtt_config cfg;
+  /// Reused for rendering event batches.
+  std::vector<mqtt::message> scratch;
+  /// Messages from events and fire-and-forget publishes: taken, refused.
+  std::uint64_t events_published = 0;
+  std::uint64_t shed = 0;
   /// (topic filter, handler), one handler per filter.
   std::vector<std::pair<std::string, mqtt_inbound_handler_actor>> handlers;
   bool connected = false;
@@ -43,9 +49,10 @@ struct mqtt_link_state {
 
 /// Publishes through `client` and dispatches what it receives.
 /// @param client started by the caller; shared across restarts.
-/// @param default_qos QoS for publishes that don't name one.
+/// @param cfg topics for log events, and the QoS of publishes that don't
+///        name one.
 mqtt_link_actor::behavior_type
 mqtt_link(mqtt_link_actor::stateful_pointer<mqtt_link_state> self,
-          std::shared_ptr<mqtt::client> client, int default_qos);
+          std::shared_ptr<mqtt::client> client, mqtt_config cfg);
 
 } // namespace butler

@@ -112,6 +112,45 @@ struct udp_config {
   int backpressure_threshold = defaults::udp::backpressure_threshold;     // messageQueue.backpressureThreshold
   bool rate_limit_enable = defaults::udp::rate_limit_enable;      // rateLimit.enable
   int rate_limit_per_minute = defaults::udp::rate_limit_per_minute; // rateLimit.maxMessagesPerMinute
+  std::size_t receive_buffer = defaults::udp::receive_buffer;     // receiveBufferBytes
+  std::size_t dedup_max_entries = defaults::udp::dedup_max_entries; // deduplication.maxEntries
+};
+
+/// One Slack notification channel: Butler.slackNotification.reloadTaskFailure
+/// and .reloadTaskAborted.
+struct slack_channel_config {
+  bool enable = false;               // enable
+  std::string webhook_url;           // webhookURL
+  std::string channel;               // channel
+  std::string message_type = defaults::slack::message_type; // messageType: basic|formatted
+  std::string basic_msg_template;    // basicMsgTemplate ({{field}} from the event)
+  std::string template_file;         // templateFile (formatted: a Slack JSON template)
+  std::string from_user = defaults::slack::from_user;   // fromUser
+  std::string icon_emoji = defaults::slack::icon_emoji; // iconEmoji
+  std::chrono::milliseconds rate_limit = defaults::slack::rate_limit; // rateLimit, seconds per task
+
+  explicit slack_channel_config(std::string basic_template = {})
+    : basic_msg_template(std::move(basic_template)) {
+    // nop
+  }
+};
+
+/// Butler.slackNotification (today's keys) and Butler.slackConfig (the seed's).
+struct slack_config {
+  bool enable = defaults::slack::enable;   // slackNotification.enable
+  std::string rest_webhook_url;            // slackNotification.restMessage.webhookURL
+  slack_channel_config reload_task_failure{defaults::slack::failure_template}; // .reloadTaskFailure
+  slack_channel_config reload_task_aborted{defaults::slack::aborted_template}; // .reloadTaskAborted
+  // The seed's slackConfig: user audit events and Butler 2 task failures.
+  std::string seed_webhook_url;            // slackConfig.webhookURL
+  std::string login_notification_channel;  // slackConfig.loginNotificationChannel
+  std::string task_failure_channel;        // slackConfig.taskFailureChannel
+  // This Butler's own keys, under slackNotification.
+  std::size_t backlog_size = defaults::slack::backlog_size;  // backlogSize
+  int max_attempts = defaults::slack::max_attempts;          // maxAttempts
+  std::chrono::milliseconds retry_min = defaults::slack::retry_min; // retryMinMs
+  std::chrono::milliseconds retry_max = defaults::slack::retry_max; // retryMaxMs
+  std::chrono::milliseconds request_timeout = defaults::slack::request_timeout; // requestTimeoutSeconds
 };
 
 /// Butler.configDirectories
@@ -140,6 +179,7 @@ struct butler_config {
   endpoints_config endpoints;
   mqtt_config mqtt;
   udp_config udp;
+  slack_config slack;
   directories_config directories;
   runtime_config runtime;
   supervisor_config supervisor;

@@ -493,6 +493,7 @@ void read_udp(section& root, udp_config& cfg) {
   long long minutes;
   if (dedup.read_integer("ttlMinutes", 1, no_limit, minutes))
     cfg.dedup_ttl = std::chrono::minutes{minutes};
+  dedup.read("maxEntries", 1, no_limit, cfg.dedup_max_entries);
   dedup.finish();
   auto queue = s.sub("messageQueue");
   queue.read("maxConcurrent", 1, no_limit, cfg.queue_max_concurrent);
@@ -503,7 +504,50 @@ void read_udp(section& root, udp_config& cfg) {
   rate.read("enable", cfg.rate_limit_enable);
   rate.read("maxMessagesPerMinute", 1, no_limit, cfg.rate_limit_per_minute);
   rate.finish();
+  s.read("receiveBufferBytes", 4096, 1LL << 30, cfg.receive_buffer);
   s.finish();
+}
+
+void read_slack_channel(section& parent, const std::string& key,
+                        slack_channel_config& cfg) {
+  auto s = parent.sub(key);
+  s.read("enable", cfg.enable);
+  s.read("webhookURL", cfg.webhook_url);
+  s.read("channel", cfg.channel);
+  s.read("messageType", {"basic", "formatted"}, cfg.message_type);
+  s.read("basicMsgTemplate", cfg.basic_msg_template);
+  s.read("templateFile", cfg.template_file);
+  s.read("fromUser", cfg.from_user);
+  s.read("iconEmoji", cfg.icon_emoji);
+  s.read("rateLimit", one_second, cfg.rate_limit);
+  // The script log comes from QRS (the Sense integration); not read here yet.
+  s.ignore("headScriptLogLines");
+  s.ignore("tailScriptLogLines");
+  s.finish();
+}
+
+void read_slack(section& root, slack_config& cfg) {
+  auto s = root.sub("slackNotification");
+  s.read("enable", cfg.enable);
+  auto rest = s.sub("restMessage");
+  rest.read("webhookURL", cfg.rest_webhook_url);
+  rest.finish();
+  read_slack_channel(s, "reloadTaskFailure", cfg.reload_task_failure);
+  read_slack_channel(s, "reloadTaskAborted", cfg.reload_task_aborted);
+  s.read("backlogSize", 1, no_limit, cfg.backlog_size);
+  s.read("maxAttempts", 1, 100, cfg.max_attempts);
+  s.read("retryMinMs", one_ms, cfg.retry_min);
+  s.read("retryMaxMs", one_ms, cfg.retry_max);
+  s.read("requestTimeoutSeconds", one_second, cfg.request_timeout);
+  // Windows service monitoring is a Butler 16 feature this Butler lacks.
+  s.ignore("serviceStopped");
+  s.ignore("serviceStarted");
+  s.finish();
+  auto seed = root.sub("slackConfig");
+  seed.read("webhookURL", cfg.seed_webhook_url);
+  seed.read("loginNotificationChannel", cfg.login_notification_channel);
+  seed.read("taskFailureChannel", cfg.task_failure_channel);
+  seed.finish();
 }
 
 const std::vector<std::string>& log_levels() {
@@ -520,6 +564,7 @@ void read_butler(section& root, butler_config& cfg) {
   read_endpoints(root, cfg.endpoints);
   read_mqtt(root, cfg.mqtt);
   read_udp(root, cfg.udp);
+  read_slack(root, cfg.slack);
   auto dirs = root.sub("configDirectories");
   dirs.read("qvdPath", cfg.directories.qvd_path);
   dirs.finish();
@@ -579,6 +624,51 @@ void check_min_max(report& rep, std::chrono::milliseconds min,
                          + std::to_string(max.count()) + ")");
 }
 
+/// Checks that a set `url` is an http(s) URL.
+void check_url(report& rep, const std::string& key, const std::string& url) {
+  if (!url.empty() && url.rfind("http://", 0) != 0
+      && url.rfind("https://", 0) != 0)
+    rep.error(key, "expected an http:// or https:// URL, got " + quote(url));
+}
+
+void validate_slack(const butler_config& cfg, report& rep) {
+  auto& slack = cfg.slack;
+  const std::string path = "Butler.slackNotification.";
+  check_url(rep, path + "restMessage.webhookURL", slack.rest_webhook_url);
+  check_url(rep, "Butler.slackConfig.webhookURL", slack.seed_webhook_url);
+  auto channel = [&](const char* key, const slack_channel_config& ch) {
+    auto prefix = path + key + ".";
+    check_url(rep, prefix + "webhookURL", ch.webhook_url);
+    if (!slack.enable || !ch.enable)
+      return;
+    auto because = prefix + "enable is true";
+    require(rep, true, prefix + "webhookURL", ch.webhook_url, because);
+    if (ch.message_type == "formatted") {
+      require(rep, true, prefix + "templateFile", ch.template_file,
+              prefix + "messageType is formatted");
+      if (!ch.template_file.empty())
+        if (int err = check_readable(ch.template_file))
+          rep.error(prefix + "templateFile", "cannot read " + ch.template_file
+                                               + ": " + errno_text(err));
+    }
+  };
+  channel("reloadTaskFailure", slack.reload_task_failure);
+  channel("reloadTaskAborted", slack.reload_task_aborted);
+  bool seed_channels = !slack.login_notification_channel.empty()
+                       || !slack.task_failure_channel.empty();
+  require(rep, seed_channels, "Butler.slackConfig.webhookURL",
+          slack.seed_webhook_url,
+          "Butler.slackConfig has a notification channel");
+  if (cfg.endpoints.enabled("slackPostMessage") && slack.rest_webhook_url.empty()
+      && slack.seed_webhook_url.empty())
+    rep.error(path + "restMessage.webhookURL",
+              "missing (required when "
+              "Butler.restServerEndpointsEnable.slackPostMessage is true; "
+              "Butler.slackConfig.webhookURL also works)");
+  check_min_max(rep, slack.retry_min, slack.retry_max, path + "retryMinMs",
+                path + "retryMaxMs");
+}
+
 void validate(const butler_config& cfg, report& rep) {
   auto& log = cfg.logging;
   require(rep, log.file_logging, "Butler.logDirectory", log.directory,
@@ -634,6 +724,8 @@ void validate(const butler_config& cfg, report& rep) {
     rep.error("Butler.udpServerConfig.allowedSources",
               "missing (required when "
               "Butler.udpServerConfig.enableSourceValidation is true)");
+  // Slack
+  validate_slack(cfg, rep);
   // Supervisor
   check_min_max(rep, cfg.supervisor.restart_min, cfg.supervisor.restart_max,
                 "Butler.supervisor.restartBackoffMinMs",

@@ -89,15 +89,40 @@ constexpr std::size_t max_message_size = 65507;
 constexpr bool source_validation = false;
 constexpr bool dedup_enable = true;
 constexpr auto dedup_ttl = std::chrono::minutes{10};
-/// Events in flight between ingest and the sinks; past it events are shed
-/// and counted.
-constexpr std::size_t queue_max_size = 200'000;
+/// Events in flight between ingest and the sinks (about 0.4 s at 50,000
+/// events/s); past it new events are shed and counted.
+constexpr std::size_t queue_max_size = 20'000;
 constexpr std::size_t queue_max_concurrent = 10;
 /// Percent of queue_max_size at which ingest logs back-pressure.
 constexpr int backpressure_threshold = 80;
 constexpr bool rate_limit_enable = false;
 constexpr int rate_limit_per_minute = 600;
+/// Requested socket receive buffer, bytes (the kernel may clamp it).
+constexpr std::size_t receive_buffer = 8 * 1024 * 1024;
+/// Execution ids remembered for dedup; past it the oldest are forgotten.
+constexpr std::size_t dedup_max_entries = 200'000;
 } // namespace udp
+
+namespace slack {
+constexpr bool enable = false;
+constexpr const char* message_type = "basic";
+constexpr const char* failure_template = "Qlik Sense reload failed: \"{{taskName}}\"";
+constexpr const char* aborted_template = "Qlik Sense reload aborted: \"{{taskName}}\"";
+constexpr const char* from_user = "Qlik Sense";
+constexpr const char* icon_emoji = ":ghost:";
+/// Least time between two notifications about one task.
+constexpr auto rate_limit = std::chrono::seconds{300};
+/// Notifications waiting to be posted; past it new ones are shed and counted.
+constexpr std::size_t backlog_size = 1000;
+/// Attempts per notification, the first included.
+constexpr int max_attempts = 6;
+/// First and longest wait between attempts (doubling in between; a
+/// Retry-After from Slack wins when longer).
+constexpr auto retry_min = std::chrono::seconds{1};
+constexpr auto retry_max = std::chrono::minutes{5};
+/// Time one post may take.
+constexpr auto request_timeout = std::chrono::seconds{10};
+} // namespace slack
 
 namespace runtime {
 /// CAF scheduler worker threads. CAF's own default (4) is too many on small

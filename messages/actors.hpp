@@ -17,12 +17,18 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace butler {
 
 /// A REST call handed from the HTTP I/O thread to http_ingress (defined in
 /// actors/http_ingress.hpp; it carries the HTTP responder, so it is local-only).
 struct http_call;
+
+/// What every sink of the event router accepts.
+using event_sink_actor = caf::typed_actor<
+  // Handles the events of a batch that it wants.
+  caf::reacts_to<event_batch>>;
 
 /// Receives MQTT messages on the topic filters it registered with mqtt_link.
 using mqtt_inbound_handler_actor = caf::typed_actor<
@@ -33,6 +39,10 @@ using mqtt_inbound_handler_actor = caf::typed_actor<
 using mqtt_link_actor = caf::typed_actor<
   // Publishes a message; it is held while the broker is away.
   caf::replies_to<mqtt_publish_request>::with<caf::ok_atom>,
+  // Publishes messages without a reply; what the backlog refuses is counted.
+  caf::reacts_to<std::vector<mqtt_publish_request>>,
+  // Publishes log events on their topics (a sink of the event router).
+  caf::reacts_to<event_batch>,
   // Routes inbound messages that match a topic filter to a handler.
   caf::reacts_to<atom::subscribe, std::string, mqtt_inbound_handler_actor>,
   // Receives a message from the broker (sent from the client's thread).
@@ -58,6 +68,78 @@ using http_ingress_actor = caf::typed_actor<
   caf::replies_to<atom::drain, caf::timespan>::with<bool>,
   // Checks on a pending drain (a periodic message to itself).
   caf::reacts_to<atom::tick>,
+  // Learns the current handle of a (re)started peer.
+  caf::reacts_to<peer_up>>;
+
+/// Owns the UDP sockets: accepted log events go to the event router, with a
+/// bounded number in flight.
+using udp_ingest_actor = caf::typed_actor<
+  // Forwards a batch accepted by the receive thread to the router.
+  caf::reacts_to<event_batch>,
+  // Returns the counters: accepted, rejected by reason, shed, kernel drops.
+  caf::replies_to<atom::status>::with<udp_ingest_status>,
+  // Before shutdown: closes the sockets and waits until the events in flight
+  // reached their sinks or the deadline passes; true when none is left.
+  caf::replies_to<atom::drain, caf::timespan>::with<bool>,
+  // Checks on a pending drain (a periodic message to itself).
+  caf::reacts_to<atom::tick>,
+  // Learns the current handle of a (re)started peer.
+  caf::reacts_to<peer_up>>;
+
+/// Fans each event out to the sinks that the config enables for its kind;
+/// holds batches for a sink that is restarting.
+using event_router_actor = caf::typed_actor<
+  // Routes a batch of accepted events.
+  caf::reacts_to<event_batch>,
+  // Returns events routed per sink and batches held.
+  caf::replies_to<atom::status>::with<counters_status>,
+  // Before shutdown: hands held batches on where possible; true when none is
+  // left.
+  caf::replies_to<atom::drain, caf::timespan>::with<bool>,
+  // Learns the current handle of a (re)started peer.
+  caf::reacts_to<peer_up>>;
+
+/// Owns the Slack webhooks: notifications for log events and REST messages,
+/// with a bounded backlog, per-task rate limits, retries and back-off.
+using slack_egress_actor = caf::typed_actor<
+  // Queues notifications for the failed/aborted reloads and audit events in
+  // a batch (a sink of the event router).
+  caf::reacts_to<event_batch>,
+  // Posts a message from the REST API; replies once Slack accepted it.
+  caf::replies_to<slack_post_request>::with<caf::ok_atom>,
+  // Receives the outcome of a post (sent from the HTTP client's thread).
+  caf::reacts_to<post_outcome>,
+  // Returns the counters: posted, retried, failed, shed, rate limited.
+  caf::replies_to<atom::status>::with<counters_status>,
+  // Before shutdown: waits for queued posts up to the deadline; true when
+  // none is left.
+  caf::replies_to<atom::drain, caf::timespan>::with<bool>,
+  // Starts posts that are due (a timer message to itself).
+  caf::reacts_to<atom::tick>,
+  // Learns the current handle of a (re)started peer.
+  caf::reacts_to<peer_up>>;
+
+/// Owns the active-user table, fed by session events.
+using session_tracker_actor = caf::typed_actor<
+  // Applies session starts and stops (a sink of the event router).
+  caf::reacts_to<event_batch>,
+  // Returns the users with an open session, sorted.
+  caf::replies_to<atom::users>::with<active_users>,
+  // Returns the counters.
+  caf::replies_to<atom::status>::with<counters_status>,
+  // Before shutdown: nothing is held; answers true.
+  caf::replies_to<atom::drain, caf::timespan>::with<bool>,
+  // Learns the current handle of a (re)started peer.
+  caf::reacts_to<peer_up>>;
+
+/// Owns filesystem access (on its own thread): directories and disk space.
+using fs_worker_actor = caf::typed_actor<
+  // Creates a directory, anywhere or below the QVD root.
+  caf::replies_to<create_dir_request>::with<caf::ok_atom>,
+  // Returns the disk space of a path's filesystem.
+  caf::replies_to<disk_space_request>::with<disk_space_reply>,
+  // Before shutdown: nothing is held; answers true.
+  caf::replies_to<atom::drain, caf::timespan>::with<bool>,
   // Learns the current handle of a (re)started peer.
   caf::reacts_to<peer_up>>;
 

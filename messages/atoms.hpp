@@ -19,3 +19,5 @@ CAF_ADD_ATOM(butler_atoms, butler::atom, shutdown, "shutdown")
 CAF_ADD_ATOM(butler_atoms, butler::atom, tick, "tick")
 /// Tags a handler registration.
 CAF_ADD_ATOM(butler_atoms, butler::atom, subscribe, "subscribe")
+/// Tags a query for the active users.
+CAF_ADD_ATOM(butler_atoms, butler::atom, users, "users")

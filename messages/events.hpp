@@ -3,10 +3,15 @@
 // Events that flow between actors. Every struct is default- and
 // copy-constructible and has a CAF 0.17 inspect overload.
 
+#include "messages/log_event.hpp"
+
 #include <caf/actor.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/meta/type_name.hpp>
 
+#include <memory>
 #include <string>
+#include <vector>
 
 namespace butler {
 
@@ -46,4 +51,34 @@ typename Inspector::result_type inspect(Inspector& f, peer_up& x) {
   return f(caf::meta::type_name("peer_up"), x.name, x.handle);
 }
 
+/// Events udp_ingest accepted together, on their way to every sink that
+/// wants them. One copy is shared by all sinks (local only).
+struct event_batch {
+  std::shared_ptr<const std::vector<log_event>> events;
+  /// Held until the last sink lets go of the batch; releasing it returns the
+  /// events' places in udp_ingest's bounded in-flight count.
+  std::shared_ptr<const void> permit;
+};
+
+/// The outcome of one outbound HTTP post (from the HTTP client's thread).
+struct post_outcome {
+  std::uint64_t job = 0;
+  /// HTTP status, 0 when no response came.
+  long status = 0;
+  /// Retry-After in seconds from a 429/503, -1 if none.
+  long retry_after = -1;
+  /// Whether the request reached the peer even if no response came.
+  bool request_sent = false;
+  std::string error;
+  std::string body;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, post_outcome& x) {
+  return f(caf::meta::type_name("post_outcome"), x.job, x.status,
+           x.retry_after, x.request_sent, x.error, x.body);
+}
+
 } // namespace butler
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(butler::event_batch)

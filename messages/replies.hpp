@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace butler {
@@ -23,13 +24,80 @@ struct mqtt_link_status {
   std::uint64_t inbound_dispatched = 0;
   std::uint64_t inbound_ignored = 0;
   std::uint64_t backlog = 0;
+  /// Messages from log events and fire-and-forget publishes: taken, refused.
+  std::uint64_t events_published = 0;
+  std::uint64_t shed = 0;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, mqtt_link_status& x) {
   return f(caf::meta::type_name("mqtt_link_status"), x.connected, x.detail,
            x.published, x.rejected_full, x.connects, x.received,
-           x.inbound_dispatched, x.inbound_ignored, x.backlog);
+           x.inbound_dispatched, x.inbound_ignored, x.backlog,
+           x.events_published, x.shed);
+}
+
+/// The disk space of a path's filesystem, in bytes.
+struct disk_space_reply {
+  std::string path;
+  std::uint64_t available = 0;
+  std::uint64_t free = 0;
+  std::uint64_t total = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, disk_space_reply& x) {
+  return f(caf::meta::type_name("disk_space_reply"), x.path, x.available,
+           x.free, x.total);
+}
+
+/// The users with an open Sense session.
+struct active_users {
+  std::vector<std::string> users;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, active_users& x) {
+  return f(caf::meta::type_name("active_users"), x.users);
+}
+
+/// udp_ingest's counters.
+struct udp_ingest_status {
+  bool listening = false;
+  std::vector<uint16_t> ports;
+  std::uint64_t received = 0;
+  std::uint64_t accepted = 0;
+  /// (reason, count) for every reason with a count.
+  std::vector<std::pair<std::string, std::uint64_t>> rejected;
+  /// Accepted, then shed because the events in flight reached the limit.
+  std::uint64_t shed = 0;
+  std::uint64_t kernel_drops = 0;
+  std::uint64_t in_flight = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, udp_ingest_status& x) {
+  return f(caf::meta::type_name("udp_ingest_status"), x.listening, x.ports,
+           x.received, x.accepted, x.rejected, x.shed, x.kernel_drops,
+           x.in_flight);
+}
+
+/// Counters of an event sink or of the router: (name, value) pairs.
+struct counters_status {
+  std::vector<std::pair<std::string, std::uint64_t>> counters;
+
+  /// Returns the value of `name`, 0 if absent.
+  std::uint64_t get(const std::string& name) const {
+    for (auto& [key, value] : counters)
+      if (key == name)
+        return value;
+    return 0;
+  }
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, counters_status& x) {
+  return f(caf::meta::type_name("counters_status"), x.counters);
 }
 
 /// One supervised actor.

@@ -2,7 +2,8 @@
 
 // CAF type IDs for Butler's message types, loaded once by
 // add_message_types<caf::id_block::butler_types>() in the actor system
-// config. Types that carry callbacks (http_call) are local-only and stay out.
+// config. Local-only types that carry callbacks or shared pointers (http_call,
+// event_batch) stay out.
 
 #include "messages/atoms.hpp"
 #include "messages/events.hpp"
@@ -19,4 +20,13 @@ CAF_BEGIN_TYPE_ID_BLOCK(butler_types, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(butler_types, (butler::mqtt_link_status))
   CAF_ADD_TYPE_ID(butler_types, (butler::child_status))
   CAF_ADD_TYPE_ID(butler_types, (butler::supervisor_status))
+  CAF_ADD_TYPE_ID(butler_types, (butler::log_event))
+  CAF_ADD_TYPE_ID(butler_types, (butler::post_outcome))
+  CAF_ADD_TYPE_ID(butler_types, (butler::create_dir_request))
+  CAF_ADD_TYPE_ID(butler_types, (butler::disk_space_request))
+  CAF_ADD_TYPE_ID(butler_types, (butler::slack_post_request))
+  CAF_ADD_TYPE_ID(butler_types, (butler::disk_space_reply))
+  CAF_ADD_TYPE_ID(butler_types, (butler::active_users))
+  CAF_ADD_TYPE_ID(butler_types, (butler::udp_ingest_status))
+  CAF_ADD_TYPE_ID(butler_types, (butler::counters_status))
 CAF_END_TYPE_ID_BLOCK(butler_types)

@@ -23,6 +23,18 @@ struct message {
   bool retain = false;
 };
 
+/// The MQTT protocol version a client speaks.
+enum class mqtt_protocol {
+  /// Tries MQTT 5 first; if the broker refuses that version, uses 3.1.1
+  /// from then on (for this and every later reconnect) and logs a warning.
+  automatic,
+  /// MQTT 3.1.1 only. The broker sends the client its own publishes back
+  /// wherever they match one of its subscriptions.
+  v311,
+  /// MQTT 5 only: never falls back, so a 3.1.1-only broker is never reached.
+  v5,
+};
+
 struct client_options {
   std::string host = "127.0.0.1";
   uint16_t port = 1883;
@@ -44,6 +56,11 @@ struct client_options {
   int subscription_qos = 0;
   /// Published first after every successful connect (empty topic: none).
   message on_connect;
+  mqtt_protocol protocol = mqtt_protocol::automatic;
+  /// With MQTT 5, subscribes with the No Local option, so that the broker
+  /// does not send this client its own publishes (Butler publishes under
+  /// the tree it subscribes to). MQTT 3.1.1 has no such option.
+  bool no_local = true;
 };
 
 enum class publish_result {
@@ -68,6 +85,9 @@ struct client_stats {
   std::uint64_t connect_failures = 0;
   std::uint64_t received = 0;      // inbound messages
   std::size_t backlog = 0;         // messages held now
+  /// MQTT version of the current or last connection: 5, or 4 for 3.1.1;
+  /// 0 before the first connect.
+  int protocol_version = 0;
 };
 
 /// What the client reports. Each callback may be empty. on_message runs on
@@ -109,7 +129,7 @@ public:
 /// Creates a Paho-backed client. Nothing connects before start(). Throws
 /// std::invalid_argument for options that can never work (empty host, port 0,
 /// QoS outside 0-2, an invalid subscription or on_connect topic, reconnect_min
-/// not positive or above reconnect_max).
+/// not positive or above reconnect_max, a protocol outside mqtt_protocol).
 std::unique_ptr<client> make_paho_client(client_options opts);
 
 } // namespace butler::mqtt

@@ -3,10 +3,14 @@
 #include "net/mqtt_topic.hpp"
 
 #include <MQTTClient.h>
+#include <MQTTProperties.h>
+#include <MQTTReasonCodes.h>
+#include <MQTTSubscribeOpts.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -31,8 +35,13 @@ namespace {
 
 /// QoS >= 1 messages sent but not yet acknowledged. Paho blocks inside
 /// MQTTClient_publishMessage at its own limit, so the client thread waits for
-/// acks before it gets there.
+/// acks before it gets there. An MQTT 5 broker may ask for fewer (Receive
+/// Maximum; mosquitto says 20), and Paho then lowers its limit to that.
 constexpr int max_inflight = 1000;
+
+/// Paho's protocol levels.
+constexpr int version_311 = MQTTVERSION_3_1_1;
+constexpr int version_5 = MQTTVERSION_5;
 
 /// How long stop() lets in-flight QoS >= 1 flows finish before closing.
 constexpr int disconnect_timeout_ms = 1000;
@@ -87,6 +96,26 @@ std::string paho_error(int rc) {
   if (text == nullptr)
     return fmt::format("error {}", rc);
   return fmt::format("{} (rc {})", text, rc);
+}
+
+/// Returns why a connect with protocol `version` failed with Paho's `rc`.
+/// An MQTT 5 broker refuses with a reason code (0x80 and up); a 3.1.1
+/// broker answers an MQTT 5 CONNECT with its own return code 1.
+std::string connect_error(int rc, int version) {
+  if (version == version_5 && rc >= 0x80)
+    return fmt::format("connection refused: {} (reason code 0x{:02X})",
+                       MQTTReasonCode_toString(static_cast<MQTTReasonCodes>(rc)),
+                       rc);
+  if (version == version_5 && rc == 1)
+    return paho_error(rc) + ": the broker does not speak MQTT 5";
+  return paho_error(rc);
+}
+
+/// Returns whether an MQTT 5 connect failed because the broker does not
+/// speak MQTT 5: a 3.1.1 broker's CONNACK return code 1, or an MQTT 5
+/// broker's Unsupported Protocol Version.
+bool refuses_version_5(int rc) {
+  return rc == 1 || rc == MQTTREASONCODE_UNSUPPORTED_PROTOCOL_VERSION;
 }
 
 /// Returns "2s" or "250ms".
@@ -163,6 +192,11 @@ private:
 
   static void on_delivery_complete(void* ctx, MQTTClient_deliveryToken token);
 
+  /// Called for a DISCONNECT from an MQTT 5 broker (not for a closed socket),
+  /// on a thread Paho starts for it.
+  static void on_disconnected(void* ctx, MQTTProperties* props,
+                              MQTTReasonCodes reason);
+
   static int on_tls_error(const char* str, size_t len, void* ctx);
 
   // -- client thread ----------------------------------------------------------------
@@ -170,8 +204,29 @@ private:
   /// Runs the connect / publish loop until stop().
   void run();
 
-  /// Connects once; fills `reason` on failure.
+  /// Returns a new Paho client for protocol `version` with our callbacks.
+  /// Throws std::invalid_argument if Paho refuses the URI or client ID and
+  /// std::runtime_error if it refuses the callbacks.
+  MQTTClient create_handle(int version);
+
+  /// Connects once (falling back to 3.1.1 where the options allow it);
+  /// fills `reason` on failure.
   bool connect(std::string& reason);
+
+  /// Sends one CONNECT with protocol `version` through `handle`; returns
+  /// Paho's code (for MQTT 5 the reason code) and fills `reason` on failure.
+  int connect_with(MQTTClient handle, int version, std::string& reason);
+
+  /// Makes `v311` (connected or not) the client's handle from now on and
+  /// says so in the log.
+  void adopt_v311(MQTTClient v311);
+
+  /// Subscribes to every filter in opts_.subscriptions; returns Paho's code.
+  int subscribe();
+
+  /// Sends DISCONNECT (waiting up to `timeout_ms` for in-flight flows) and
+  /// closes the connection.
+  void disconnect(int timeout_ms);
 
   /// Subscribes and publishes the on_connect message; fills `cause` and
   /// returns false if the connection broke meanwhile.
@@ -209,12 +264,16 @@ private:
   client_options opts_;
   std::string endpoint_; // host:port, for logs
   std::string client_id_;
+  std::string uri_;
+  /// The client thread replaces it once when falling back to 3.1.1; stop()
+  /// uses it only after joining that thread.
   MQTTClient handle_ = nullptr;
   std::thread thread_;
 
   /// Serializes start() and stop().
   std::mutex lifecycle_mutex_;
   bool started_ = false;
+  bool stopped_ = false;
 
   /// Guards the backlog, in-flight list and flags below; the client thread
   /// never holds it while calling into Paho (Paho calls on_delivery_complete
@@ -226,6 +285,7 @@ private:
   std::deque<in_flight> inflight_;
   std::vector<int> early_acks_; // acks that beat track() (see there)
   std::string tls_error_;
+  std::string loss_cause_; // the broker's DISCONNECT reason, if it sent one
   std::atomic<bool> stopping_{false};
   std::atomic<bool> lost_{false};
 
@@ -234,9 +294,12 @@ private:
   std::mutex cb_mutex_;
   callbacks cbs_;
 
-  // Client thread only.
+  // Client thread only (and the constructor, before it runs).
   reported last_reported_ = reported::nothing;
   std::string last_reason_;
+  int version_ = version_5; // the protocol of handle_
+  /// How many QoS >= 1 messages may wait for their ack at once.
+  std::size_t window_ = max_inflight;
 
   // Counters; held_ is everything publish() took and not yet delivered:
   // backlog + the batch in progress + unacked.
@@ -248,6 +311,7 @@ private:
   std::atomic<std::uint64_t> connects_{0};
   std::atomic<std::uint64_t> connect_failures_{0};
   std::atomic<std::uint64_t> received_{0};
+  std::atomic<int> protocol_version_{0};
 };
 
 paho_client::paho_client(client_options opts) : opts_(std::move(opts)) {
@@ -267,6 +331,19 @@ paho_client::paho_client(client_options opts) : opts_(std::move(opts)) {
       "mqtt client: connect_timeout must be positive");
   if (opts_.keep_alive.count() < 0)
     throw std::invalid_argument("mqtt client: keep_alive is negative");
+  switch (opts_.protocol) {
+    case mqtt_protocol::automatic:
+    case mqtt_protocol::v5:
+      version_ = version_5;
+      break;
+    case mqtt_protocol::v311:
+      version_ = version_311;
+      break;
+    default:
+      throw std::invalid_argument("mqtt client: unknown protocol "
+                                  + std::to_string(static_cast<int>(
+                                    opts_.protocol)));
+  }
   for (const auto& filter : opts_.subscriptions)
     if (!valid_filter(filter))
       throw std::invalid_argument("mqtt client: invalid subscription '"
@@ -287,23 +364,40 @@ paho_client::paho_client(client_options opts) : opts_(std::move(opts)) {
                 ? "[" + opts_.host + "]" // an IPv6 literal
                 : opts_.host;
   endpoint_ = fmt::format("{}:{}", opts_.host, opts_.port);
-  auto uri = fmt::format("{}://{}:{}", opts_.tls ? "ssl" : "tcp", host,
-                         opts_.port);
+  uri_ = fmt::format("{}://{}:{}", opts_.tls ? "ssl" : "tcp", host,
+                     opts_.port);
   init_paho_once();
-  auto rc = MQTTClient_create(&handle_, uri.c_str(), client_id_.c_str(),
-                              MQTTCLIENT_PERSISTENCE_NONE, nullptr);
+  handle_ = create_handle(version_);
+}
+
+MQTTClient paho_client::create_handle(int version) {
+  // Paho fixes the protocol family when it creates a client: an MQTT 5
+  // client cannot send a 3.1.1 CONNECT and vice versa.
+  MQTTClient_createOptions create = MQTTClient_createOptions_initializer;
+  create.MQTTVersion = version;
+  MQTTClient handle = nullptr;
+  auto rc = MQTTClient_createWithOptions(&handle, uri_.c_str(),
+                                         client_id_.c_str(),
+                                         MQTTCLIENT_PERSISTENCE_NONE, nullptr,
+                                         &create);
   if (rc != MQTTCLIENT_SUCCESS)
     throw std::invalid_argument("mqtt client: cannot create a client for "
-                                + uri + ": " + paho_error(rc));
+                                + uri_ + ": " + paho_error(rc));
   // Setting callbacks puts Paho in its multi-threaded mode: its own thread
   // reads the socket, answers pings and delivers inbound messages and acks.
-  rc = MQTTClient_setCallbacks(handle_, this, on_connection_lost,
+  rc = MQTTClient_setCallbacks(handle, this, on_connection_lost,
                                on_message_arrived, on_delivery_complete);
+  // Without this callback an MQTT 5 broker's DISCONNECT still ends in
+  // on_connection_lost once the broker closes the socket, but without the
+  // reason code, and Paho leaks the packet.
+  if (rc == MQTTCLIENT_SUCCESS && version == version_5)
+    rc = MQTTClient_setDisconnected(handle, this, on_disconnected);
   if (rc != MQTTCLIENT_SUCCESS) {
-    MQTTClient_destroy(&handle_);
+    MQTTClient_destroy(&handle);
     throw std::runtime_error("mqtt client: cannot set the Paho callbacks: "
                              + paho_error(rc));
   }
+  return handle;
 }
 
 paho_client::~paho_client() {
@@ -313,7 +407,7 @@ paho_client::~paho_client() {
 
 void paho_client::start() {
   std::lock_guard<std::mutex> guard{lifecycle_mutex_};
-  if (started_ || handle_ == nullptr)
+  if (started_ || stopped_)
     return;
   started_ = true;
   thread_ = std::thread{[this] {
@@ -365,8 +459,9 @@ bool paho_client::flush(std::chrono::milliseconds deadline) {
 
 void paho_client::stop() {
   std::lock_guard<std::mutex> guard{lifecycle_mutex_};
-  if (handle_ == nullptr)
+  if (stopped_)
     return;
+  stopped_ = true;
   {
     std::lock_guard<std::mutex> lock{mutex_};
     stopping_ = true;
@@ -375,7 +470,7 @@ void paho_client::stop() {
   if (thread_.joinable())
     thread_.join();
   if (MQTTClient_isConnected(handle_))
-    MQTTClient_disconnect(handle_, disconnect_timeout_ms);
+    disconnect(disconnect_timeout_ms);
   connected_ = false;
   {
     // Waits for an on_message still running on Paho's thread (another client
@@ -404,6 +499,7 @@ client_stats paho_client::stats() const {
   result.connect_failures = connect_failures_.load();
   result.received = received_.load();
   result.backlog = held_.load();
+  result.protocol_version = protocol_version_.load();
   return result;
 }
 
@@ -467,6 +563,32 @@ void paho_client::on_delivery_complete(void* ctx,
   self->cv_.notify_all();
   if (self->held_.load(std::memory_order_relaxed) == 0)
     self->flushed_cv_.notify_all();
+}
+
+void paho_client::on_disconnected(void* ctx, MQTTProperties* props,
+                                  MQTTReasonCodes reason) {
+  // Paho has already closed the connection and calls on_connection_lost
+  // only for a broken socket, so this is the client thread's only news of
+  // it. (Paho does not wait for this thread; a DISCONNECT that arrives while
+  // stop() destroys the client races with Paho's own use of its handle too.)
+  auto* self = static_cast<paho_client*>(ctx);
+  auto cause = fmt::format("the broker sent DISCONNECT: {} (reason code 0x{:02X})",
+                           MQTTReasonCode_toString(reason),
+                           static_cast<int>(reason));
+  if (props != nullptr) {
+    auto* text = MQTTProperties_getProperty(props,
+                                            MQTTPROPERTY_CODE_REASON_STRING);
+    if (text != nullptr && text->value.data.len > 0)
+      cause += fmt::format(
+        ": {}", std::string_view{text->value.data.data,
+                                 static_cast<std::size_t>(text->value.data.len)});
+  }
+  {
+    std::lock_guard<std::mutex> guard{self->mutex_};
+    self->loss_cause_ = std::move(cause);
+    self->lost_ = true;
+  }
+  self->cv_.notify_all();
 }
 
 int paho_client::on_tls_error(const char* str, size_t len, void* ctx) {
@@ -542,12 +664,63 @@ void paho_client::run() {
 }
 
 bool paho_client::connect(std::string& reason) {
+  auto started = std::chrono::steady_clock::now();
+  auto rc = connect_with(handle_, version_, reason);
+  if (rc == MQTTCLIENT_SUCCESS)
+    return true;
+  if (opts_.protocol != mqtt_protocol::automatic || version_ != version_5
+      || stopping_)
+    return false;
+  // A 3.1.1-only broker answers an MQTT 5 CONNECT with return code 1, or
+  // just closes the connection, which Paho reports like a refused TCP
+  // connect. Hence a quick failure is retried at once with 3.1.1: if that
+  // works, the broker does not speak MQTT 5; if it fails too, the broker is
+  // down or refuses us for another reason and MQTT 5 stays. A v5 attempt
+  // that ran into the connect timeout says nothing about the version.
+  bool refused = refuses_version_5(rc);
+  bool dropped = rc == MQTTCLIENT_FAILURE
+                 && std::chrono::steady_clock::now() - started
+                      < opts_.connect_timeout / 2;
+  if (true)
+    return false;
+  MQTTClient v311 = nullptr;
+  try {
+    v311 = create_handle(version_311);
+  } catch (const std::exception& ex) {
+    spdlog::error("mqtt-client cannot try MQTT 3.1.1 with {}: {}", endpoint_,
+                  ex.what());
+    return false;
+  }
+  std::string v311_reason;
+  rc = connect_with(v311, version_311, v311_reason);
+  if (rc != MQTTCLIENT_SUCCESS && !refused) {
+    MQTTClient_destroy(&v311);
+    return false; // `reason` still tells why MQTT 5 failed
+  }
+  adopt_v311(v311);
+  if (rc == MQTTCLIENT_SUCCESS)
+    return true;
+  reason = std::move(v311_reason);
+  return false;
+}
+
+int paho_client::connect_with(MQTTClient handle, int version,
+                              std::string& reason) {
   MQTTClient_connectOptions conn = MQTTClient_connectOptions_initializer;
+  if (version == version_5) {
+    MQTTClient_connectOptions v5 = MQTTClient_connectOptions_initializer5;
+    conn = v5;
+    // Clean start without a session expiry: the session ends with the
+    // connection, as with 3.1.1's clean session.
+    conn.cleanstart = 1;
+    conn.cleansession = 0;
+  } else {
+    conn.cleansession = 1;
+    conn.MQTTVersion = MQTTVERSION_3_1_1;
+  }
   conn.keepAliveInterval = to_seconds(opts_.keep_alive);
-  conn.cleansession = 1;
   conn.reliable = 0;
   conn.connectTimeout = to_seconds(opts_.connect_timeout);
-  conn.MQTTVersion = MQTTVERSION_3_1_1;
   conn.maxInflightMessages = max_inflight;
   if (!opts_.username.empty())
     conn.username = opts_.username.c_str();
@@ -573,30 +746,108 @@ bool paho_client::connect(std::string& reason) {
     // Paho reported the previous connection's loss before returning to us;
     // a flag left from it must not end the new connection.
     lost_ = false;
+    loss_cause_.clear();
     tls_error_.clear();
   }
-  auto rc = MQTTClient_connect(handle_, &conn);
-  if (rc == MQTTCLIENT_SUCCESS) {
-    connected_ = true;
-    connects_.fetch_add(1, std::memory_order_relaxed);
-    return true;
+  int rc = MQTTCLIENT_SUCCESS;
+  std::size_t window = max_inflight;
+  if (version == version_5) {
+    auto response = MQTTClient_connect5(handle, &conn, nullptr, nullptr);
+    rc = response.reasonCode;
+    if (rc == MQTTCLIENT_SUCCESS && response.properties != nullptr
+        && MQTTProperties_hasProperty(response.properties,
+                                      MQTTPROPERTY_CODE_RECEIVE_MAXIMUM)) {
+      // Paho itself blocks (sleeping 100 ms at a time) above this limit.
+      auto receive_max = MQTTProperties_getNumericValue(
+        response.properties, MQTTPROPERTY_CODE_RECEIVE_MAXIMUM);
+      if (receive_max > 0)
+        window = std::min(window, static_cast<std::size_t>(receive_max));
+    }
+    MQTTResponse_free(response);
+  } else {
+    rc = MQTTClient_connect(handle, &conn);
   }
-  reason = paho_error(rc);
+  if (rc == MQTTCLIENT_SUCCESS) {
+    window_ = window;
+    connected_ = true;
+    protocol_version_ = version;
+    connects_.fetch_add(1, std::memory_order_relaxed);
+    return rc;
+  }
+  reason = connect_error(rc, version);
   std::lock_guard<std::mutex> guard{mutex_};
   if (!tls_error_.empty())
     reason += ": " + tls_error_;
-  return false;
+  return rc;
+}
+
+void paho_client::adopt_v311(MQTTClient v311) {
+  // The old client is not connected, so none of its callbacks can come;
+  // creating the new one first keeps Paho's background thread running.
+  MQTTClient_destroy(&handle_);
+  handle_ = v311;
+  version_ = version_311;
+  spdlog::warn("mqtt-client: broker {} does not speak MQTT 5; using 3.1.1, so "
+               "the broker echoes Butler's own publishes back to it",
+               endpoint_);
+}
+
+int paho_client::subscribe() {
+  auto count = opts_.subscriptions.size();
+  std::vector<char*> filters;
+  filters.reserve(count);
+  for (auto& filter : opts_.subscriptions)
+    filters.push_back(const_cast<char*>(filter.c_str()));
+  std::vector<int> qos(count, opts_.subscription_qos);
+  if (version_ != version_5) {
+    auto rc = MQTTClient_subscribeMany(handle_, static_cast<int>(count),
+                                       filters.data(), qos.data());
+    if (rc == MQTTCLIENT_SUCCESS)
+      for (std::size_t i = 0; i < count; ++i)
+        if (qos[i] == MQTT_BAD_SUBSCRIBE)
+          spdlog::error("mqtt-client: {} refused the subscription to {}",
+                        endpoint_, opts_.subscriptions[i]);
+    return rc;
+  }
+  // Paho reads one options entry per filter.
+  MQTTSubscribe_options sub_opts = MQTTSubscribe_options_initializer;
+  sub_opts.noLocal = opts_.no_local ? 1 : 0;
+  std::vector<MQTTSubscribe_options> all_opts(count, sub_opts);
+  auto response = MQTTClient_subscribeMany5(handle_, static_cast<int>(count),
+                                            filters.data(), qos.data(),
+                                            all_opts.data(), nullptr);
+  int rc = response.reasonCode;
+  if (rc >= 0) {
+    // One reason code per filter: the granted QoS, or 0x80 and up for a
+    // refusal. Paho fills reasonCodes only for two filters or more.
+    auto codes = static_cast<std::size_t>(response.reasonCodeCount);
+    for (std::size_t i = 0; i < count && i < std::max<std::size_t>(codes, 1);
+         ++i) {
+      auto code = response.reasonCodes != nullptr ? response.reasonCodes[i]
+                                                  : response.reasonCode;
+      if (code >= MQTTREASONCODE_UNSPECIFIED_ERROR)
+        spdlog::error("mqtt-client: {} refused the subscription to {}: {} "
+                      "(reason code 0x{:02X})",
+                      endpoint_, opts_.subscriptions[i],
+                      MQTTReasonCode_toString(code), static_cast<int>(code));
+    }
+    rc = MQTTCLIENT_SUCCESS;
+  }
+  MQTTResponse_free(response);
+  return rc;
+}
+
+void paho_client::disconnect(int timeout_ms) {
+  if (version_ == version_5)
+    MQTTClient_disconnect5(handle_, timeout_ms,
+                           MQTTREASONCODE_NORMAL_DISCONNECTION, nullptr);
+  else
+    MQTTClient_disconnect(handle_, timeout_ms);
 }
 
 bool paho_client::after_connect(std::string& cause) {
   if (!opts_.subscriptions.empty()) {
-    std::vector<char*> filters;
-    filters.reserve(opts_.subscriptions.size());
-    for (auto& filter : opts_.subscriptions)
-      filters.push_back(const_cast<char*>(filter.c_str()));
-    std::vector<int> qos(filters.size(), opts_.subscription_qos);
-    auto rc = MQTTClient_subscribeMany(handle_, static_cast<int>(filters.size()),
-                                       filters.data(), qos.data());
+    auto rc = subscribe();
     if (rc != MQTTCLIENT_SUCCESS) {
       if (!MQTTClient_isConnected(handle_)) {
         cause = "subscribing failed: " + paho_error(rc);
@@ -604,11 +855,6 @@ bool paho_client::after_connect(std::string& cause) {
       }
       spdlog::error("mqtt-client cannot subscribe at {}: {}", endpoint_,
                     paho_error(rc));
-    } else {
-      for (std::size_t i = 0; i < qos.size(); ++i)
-        if (qos[i] == MQTT_BAD_SUBSCRIBE)
-          spdlog::error("mqtt-client: {} refused the subscription to {}",
-                        endpoint_, opts_.subscriptions[i]);
     }
   }
   if (!opts_.on_connect.topic.empty()) {
@@ -626,7 +872,8 @@ bool paho_client::after_connect(std::string& cause) {
     }
   }
   auto detail = fmt::format("connected to {} as {}", endpoint_, client_id_);
-  spdlog::info("mqtt-client {}", detail);
+  spdlog::info("mqtt-client {} (MQTT {})", detail,
+               version_ == version_5 ? "5" : "3.1.1");
   report(true, detail);
   last_reported_ = reported::up;
   last_reason_.clear();
@@ -640,7 +887,14 @@ int paho_client::send(const message& msg, MQTTClient_deliveryToken& token) {
   out.payloadlen = static_cast<int>(msg.payload.size());
   out.qos = msg.qos;
   out.retained = msg.retain ? 1 : 0;
-  return MQTTClient_publishMessage(handle_, msg.topic.c_str(), &out, &token);
+  if (version_ != version_5)
+    return MQTTClient_publishMessage(handle_, msg.topic.c_str(), &out, &token);
+  // No properties: Paho allocates nothing for the response of a publish.
+  auto response = MQTTClient_publishMessage5(handle_, msg.topic.c_str(), &out,
+                                             &token);
+  if (response.properties != nullptr || response.reasonCodes != nullptr)
+    MQTTResponse_free(response);
+  return response.reasonCode;
 }
 
 bool paho_client::publish_batch(std::deque<message>& batch,
@@ -700,8 +954,7 @@ bool paho_client::publish_batch(std::deque<message>& batch,
 bool paho_client::wait_for_window() {
   std::unique_lock<std::mutex> guard{mutex_};
   cv_.wait(guard, [this] {
-    return stopping_ || lost_
-           || inflight_.size() < static_cast<std::size_t>(max_inflight);
+    return stopping_ || lost_ || inflight_.size() < window_;
   });
   return !stopping_ && !lost_;
 }
@@ -728,9 +981,10 @@ void paho_client::handle_loss(const std::string& cause) {
   // Paho still connected means our view and its differ (e.g. an unexpected
   // publish error): start over with a fresh connection.
   if (MQTTClient_isConnected(handle_))
-    MQTTClient_disconnect(handle_, 0);
+    disconnect(0);
   connected_ = false;
   std::size_t held = 0;
+  auto why = cause.empty() ? std::string{"the connection broke"} : cause;
   {
     std::lock_guard<std::mutex> guard{mutex_};
     // Unacked messages go first, in the order they were sent: at-least-once.
@@ -740,9 +994,12 @@ void paho_client::handle_loss(const std::string& cause) {
     inflight_.clear();
     early_acks_.clear();
     lost_ = false;
+    // The broker's own word beats what a failed publish made of it.
+    if (!loss_cause_.empty())
+      why = std::move(loss_cause_);
+    loss_cause_.clear();
     held = held_.load();
   }
-  auto why = cause.empty() ? std::string{"the connection broke"} : cause;
   spdlog::warn("mqtt-client lost the connection to {}: {}; holding {} messages",
                endpoint_, why, held);
   report(false, fmt::format("lost the connection to {}: {}", endpoint_, why));

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <optional>
 
 namespace butler::rest {
 
@@ -65,6 +66,67 @@ http::response bad_request(const std::string& message) {
   return http::error_response(400, message);
 }
 
+/// A named request parameter, where it goes, and whether it must be given.
+struct param {
+  const char* name;
+  std::string* out;
+  bool required;
+};
+
+/// Reads string parameters from a JSON object body (`from_body`, the v4
+/// routes that send one) or from the query string (seed, v2, v4 GET).
+/// Returns the 400 response for a bad body or a missing required one.
+std::optional<http::response> read_params(const http::request& req,
+                                          bool from_body,
+                                          std::initializer_list<param> params) {
+  if (from_body) {
+    auto body = json::parse(req.body, nullptr, false);
+    if (body.is_discarded())
+      return bad_request("Request body is not valid JSON");
+    if (!body.is_object()) {
+      std::string names;
+      for (auto& p : params)
+        if (p.required)
+          names += (names.empty() ? "" : " and ") + std::string{p.name};
+      return bad_request("Request body must be a JSON object with " + names);
+    }
+    for (auto& p : params) {
+      auto i = body.find(p.name);
+      if (i == body.end() || i->is_null()) {
+        if (p.required)
+          return bad_request(std::string{"Required parameter "} + p.name
+                             + " is missing");
+        continue;
+      }
+      if (!i->is_string())
+        return bad_request(std::string{"Parameter "} + p.name
+                           + " must be a string");
+      *p.out = i->get<std::string>();
+    }
+    return std::nullopt;
+  }
+  auto query = http::query_params::parse(http::split_target(req.target).query);
+  if (!query)
+    return bad_request("Query string has a malformed %-escape");
+  for (auto& p : params) {
+    if (auto value = query->find(p.name))
+      *p.out = *value;
+    else if (p.required)
+      return bad_request(std::string{"Required parameter "} + p.name
+                         + " is missing");
+  }
+  return std::nullopt;
+}
+
+/// Returns the 400 response if `value` (parameter `name`) is empty.
+std::optional<http::response> require_value(const char* name,
+                                            const std::string& value) {
+  if (value.empty())
+    return bad_request(std::string{"Parameter "} + name
+                       + " must not be empty");
+  return std::nullopt;
+}
+
 } // namespace
 
 const std::vector<route>& all_routes() {
@@ -82,6 +144,35 @@ const std::vector<route>& all_routes() {
      "mqttPublishMessage"},
     {"PUT", "/v4/mqttpublishmessage", endpoint::mqtt_publish, spelling::v4,
      "mqttPublishMessage"},
+    {"GET", "/createDir", endpoint::create_dir, spelling::seed, "createDir"},
+    {"GET", "/v2/createDir", endpoint::create_dir, spelling::v2, "createDir"},
+    {"POST", "/v4/createdir", endpoint::create_dir, spelling::v4, "createDir"},
+    {"GET", "/createDirQVD", endpoint::create_dir_qvd, spelling::seed,
+     "createDirQVD"},
+    {"GET", "/v2/createDirQVD", endpoint::create_dir_qvd, spelling::v2,
+     "createDirQVD"},
+    {"POST", "/v4/createdirqvd", endpoint::create_dir_qvd, spelling::v4,
+     "createDirQVD"},
+    {"GET", "/getDiskSpace", endpoint::disk_space, spelling::seed,
+     "getDiskSpace"},
+    {"GET", "/v2/getDiskSpace", endpoint::disk_space, spelling::v2,
+     "getDiskSpace"},
+    {"GET", "/v4/getdiskspace", endpoint::disk_space, spelling::v4,
+     "getDiskSpace"},
+    {"GET", "/slackPostMessage", endpoint::slack_post, spelling::seed,
+     "slackPostMessage"},
+    {"GET", "/v2/slackPostMessage", endpoint::slack_post, spelling::v2,
+     "slackPostMessage"},
+    {"PUT", "/v4/slackpostmessage", endpoint::slack_post, spelling::v4,
+     "slackPostMessage"},
+    {"GET", "/activeUserCount", endpoint::active_user_count, spelling::seed,
+     "activeUserCount"},
+    {"GET", "/v2/activeUserCount", endpoint::active_user_count, spelling::v2,
+     "activeUserCount"},
+    {"GET", "/activeUsers", endpoint::active_users, spelling::seed,
+     "activeUsers"},
+    {"GET", "/v2/activeUsers", endpoint::active_users, spelling::v2,
+     "activeUsers"},
   };
   return routes;
 }
@@ -161,37 +252,10 @@ endpoints_enabled_response(const std::vector<std::string>& flags) {
 parsed<mqtt_publish_request> parse_mqtt_publish(const http::request& req,
                                                 spelling sp) {
   mqtt_publish_request result;
-  if (sp == spelling::v4) {
-    auto body = json::parse(req.body, nullptr, false);
-    if (body.is_discarded())
-      return bad_request("Request body is not valid JSON");
-    if (!body.is_object())
-      return bad_request("Request body must be a JSON object with topic and "
-                         "message");
-    for (auto [name, field] : {std::pair{"topic", &result.topic},
-                               std::pair{"message", &result.payload}}) {
-      auto i = body.find(name);
-      if (i == body.end() || i->is_null())
-        return bad_request(std::string{"Required parameter "} + name
-                           + " is missing");
-      if (!i->is_string())
-        return bad_request(std::string{"Parameter "} + name
-                           + " must be a string");
-      *field = i->get<std::string>();
-    }
-  } else {
-    auto query = http::query_params::parse(http::split_target(req.target).query);
-    if (!query)
-      return bad_request("Query string has a malformed %-escape");
-    for (auto [name, field] : {std::pair{"topic", &result.topic},
-                               std::pair{"message", &result.payload}}) {
-      auto value = query->find(name);
-      if (value == nullptr)
-        return bad_request(std::string{"Required parameter "} + name
-                           + " is missing");
-      *field = *value;
-    }
-  }
+  if (auto error = read_params(req, sp == spelling::v4,
+                               {{"topic", &result.topic, true},
+                                {"message", &result.payload, true}}))
+    return std::move(*error);
   if (auto problem = mqtt::check_publish_topic(result.topic); !problem.empty())
     return bad_request("Parameter topic " + problem);
   if (result.payload.empty())
@@ -203,6 +267,74 @@ http::response mqtt_publish_response(const mqtt_publish_request& req,
                                       spelling sp) {
   return json_response(sp == spelling::v4 ? 201 : 200,
                        json{{"topic", req.topic}, {"message", req.payload}});
+}
+
+parsed<create_dir_request> parse_create_dir(const http::request& req,
+                                            spelling sp, bool under_qvd_root) {
+  create_dir_request result;
+  result.under_qvd_root = under_qvd_root;
+  if (auto error = read_params(req, sp == spelling::v4,
+                               {{"directory", &result.directory, true}}))
+    return std::move(*error);
+  if (auto error = require_value("directory", result.directory))
+    return std::move(*error);
+  return result;
+}
+
+http::response create_dir_response(const create_dir_request& req,
+                                   spelling sp) {
+  return json_response(sp == spelling::v4 ? 201 : 200,
+                       json{{"directory", req.directory}});
+}
+
+parsed<disk_space_request> parse_disk_space(const http::request& req) {
+  disk_space_request result;
+  if (auto error = read_params(req, false, {{"path", &result.path, true}}))
+    return std::move(*error);
+  if (auto error = require_value("path", result.path))
+    return std::move(*error);
+  return result;
+}
+
+http::response disk_space_response(const disk_space_reply& reply) {
+  return json_response(200, json{{"path", reply.path},
+                                 {"available", reply.available},
+                                 {"free", reply.free},
+                                 {"total", reply.total}});
+}
+
+parsed<slack_post_request> parse_slack_post(const http::request& req,
+                                            spelling sp) {
+  slack_post_request result;
+  if (auto error = read_params(req, sp == spelling::v4,
+                               {{"channel", &result.channel, true},
+                                {"from_user", &result.from_user, true},
+                                {"msg", &result.text, true},
+                                {"emoji", &result.emoji, false}}))
+    return std::move(*error);
+  for (auto [name, value] : {std::pair{"channel", &result.channel},
+                             std::pair{"from_user", &result.from_user},
+                             std::pair{"msg", &result.text}})
+    if (auto error = require_value(name, *value))
+      return std::move(*error);
+  return result;
+}
+
+http::response slack_post_response(const slack_post_request& req,
+                                   spelling sp) {
+  return json_response(sp == spelling::v4 ? 201 : 200,
+                       json{{"channel", req.channel},
+                            {"msg", req.text},
+                            {"from_user", req.from_user},
+                            {"emoji", req.emoji}});
+}
+
+http::response active_user_count_response(std::size_t count) {
+  return json_response(200, json(count));
+}
+
+http::response active_users_response(const std::vector<std::string>& users) {
+  return json_response(200, json(users));
 }
 
 } // namespace butler::rest

@@ -7,6 +7,7 @@
 
 #include "config/butler_config.hpp"
 #include "messages/error_code.hpp"
+#include "messages/replies.hpp"
 #include "messages/requests.hpp"
 #include "net/http_types.hpp"
 
@@ -23,6 +24,12 @@ enum class endpoint : uint8_t {
   butler_ping,
   endpoints_enabled,
   mqtt_publish,
+  create_dir,
+  create_dir_qvd,
+  disk_space,
+  slack_post,
+  active_user_count,
+  active_users,
 };
 
 /// Which generation of the API a route belongs to.
@@ -108,5 +115,36 @@ parsed<mqtt_publish_request> parse_mqtt_publish(const http::request& req,
 /// (v4) with {"topic":..,"message":..}.
 http::response mqtt_publish_response(const mqtt_publish_request& req,
                                       spelling sp);
+
+/// createDir and createDirQVD: seed and v2 take `directory` from the query
+/// string, v4 from a JSON body {"directory":..}.
+parsed<create_dir_request> parse_create_dir(const http::request& req,
+                                            spelling sp, bool under_qvd_root);
+
+/// The reply once the directory exists: 200 (seed, v2) or 201 (v4) with
+/// {"directory":..} as given.
+http::response create_dir_response(const create_dir_request& req, spelling sp);
+
+/// getDiskSpace: `path` from the query string (all spellings).
+parsed<disk_space_request> parse_disk_space(const http::request& req);
+
+/// {"path":..,"available":..,"free":..,"total":..} in bytes.
+http::response disk_space_response(const disk_space_reply& reply);
+
+/// slackPostMessage: `channel`, `from_user`, `msg` (required) and `emoji`
+/// from the query string (seed, v2) or a JSON body (v4). An emoji without
+/// colons gets them (Slack wants ":thumbsup:").
+parsed<slack_post_request> parse_slack_post(const http::request& req,
+                                            spelling sp);
+
+/// The reply once Slack took the message: 200 (seed, v2) or 201 (v4) with
+/// {"channel","msg","from_user","emoji"} as given.
+http::response slack_post_response(const slack_post_request& req, spelling sp);
+
+/// activeUserCount: the number as JSON, e.g. `5`.
+http::response active_user_count_response(std::size_t count);
+
+/// activeUsers: a JSON array of user names.
+http::response active_users_response(const std::vector<std::string>& users);
 
 } // namespace butler::rest

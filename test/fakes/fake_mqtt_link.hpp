@@ -48,6 +48,8 @@ fake_mqtt_link(mqtt_link_actor::stateful_pointer<fake_mqtt_link_state> self,
           return caf::ok_atom::value;
       }
     },
+    [=](std::vector<mqtt_publish_request>&) {},
+    [=](const event_batch&) {},
     [=](atom::subscribe, std::string&, mqtt_inbound_handler_actor&) {},
     [=](mqtt_inbound&) {},
     [=](mqtt_connection_changed&) {},

@@ -783,3 +783,78 @@ def main(test):
               f"{time.monotonic() - started:.1f} s")
         sys.exit(1)
     print(f"PASS {name} in {time.monotonic() - started:.1f} s")
+
+
+# -- UDP log events and the fake Slack (used by scripts 12-19) ----------------
+
+#: Test doubles shared by the integration scripts (fake_slack.py).
+FAKES_DIR = REPO_ROOT / "test" / "fakes"
+
+
+def free_udp_port(avoid=()):
+    """Returns a UDP port on 127.0.0.1 that was free a moment ago and is not
+    in `avoid`."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in avoid:
+            return port
+
+
+def send_udp(port, data, sock=None, host="127.0.0.1"):
+    """Sends one datagram (str as UTF-8, or bytes) to `host`:`port`, from
+    `sock` if given (to keep the source port), else from a fresh socket."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    if sock is not None:
+        sock.sendto(data, (host, port))
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(data, (host, port))
+
+
+def udp_config(rest_port, mqtt_port=None, task_port=None, session_port=None):
+    """Returns base_config() with the UDP log-event server on 127.0.0.1, on
+    free ports unless given; the ports are in
+    cfg["Butler"]["udpServerConfig"]["portTaskFailure"] and
+    ["portSessionConnectionEvents"]."""
+    cfg = base_config(rest_port, mqtt_port)
+    task_port = task_port or free_udp_port()
+    session_port = session_port or free_udp_port(avoid=(task_port,))
+    cfg["Butler"]["udpServerConfig"] = {
+        "enable": True, "serverHost": "127.0.0.1",
+        "portTaskFailure": task_port,
+        "portSessionConnectionEvents": session_port}
+    return cfg
+
+
+def scheduler_datagram(kind, task_name="Reload of Sales",
+                       app_name="Sales dashboard", host="sense-node-1",
+                       user="CORP\\sa_scheduler",
+                       task_id="e3b27f50-b1c0-4879-88fc-c7cdd9c1cf3e",
+                       app_id="7552d9fc-d1bb-4975-9a38-18357de531ea",
+                       timestamp="2024-05-01 10:11:12,123", level="ERROR",
+                       execution_id="fb0f317d-da91-4b86-aafa-0174ae1e8c8f",
+                       message="Max retries reached"):
+    """Returns one of today's 11-field scheduler messages; `kind` is the
+    type field as sent, e.g. "/scheduler-reload-failed/"."""
+    return ";".join([kind, host, task_name, app_name, user, task_id, app_id,
+                     timestamp, level, execution_id, message])
+
+
+def load_fake_slack():
+    """Returns the fake_slack module (test/fakes/fake_slack.py)."""
+    if str(FAKES_DIR) not in sys.path:
+        sys.path.insert(0, str(FAKES_DIR))
+    import fake_slack  # noqa: E402 - found through FAKES_DIR
+    return fake_slack
+
+
+def wait_posts(slack, count, what, timeout=WAIT):
+    """Waits until the fake Slack `slack` got `count` requests; returns them
+    all. Fails the check naming `what` on a timeout."""
+    try:
+        return slack.wait_for(count, timeout)
+    except TimeoutError as e:
+        raise CheckFailed(f"waiting for {what}: {e}")

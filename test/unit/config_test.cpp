@@ -191,6 +191,35 @@ void expect_same_config(const butler_config& a, const butler_config& b) {
   EXPECT_EQ(u.backpressure_threshold, v.backpressure_threshold);
   EXPECT_EQ(u.rate_limit_enable, v.rate_limit_enable);
   EXPECT_EQ(u.rate_limit_per_minute, v.rate_limit_per_minute);
+  EXPECT_EQ(u.receive_buffer, v.receive_buffer);
+  EXPECT_EQ(u.dedup_max_entries, v.dedup_max_entries);
+  auto channel_eq = [](const slack_channel_config& x,
+                       const slack_channel_config& y, const char* what) {
+    EXPECT_EQ(x.enable, y.enable) << what;
+    EXPECT_EQ(x.webhook_url, y.webhook_url) << what;
+    EXPECT_EQ(x.channel, y.channel) << what;
+    EXPECT_EQ(x.message_type, y.message_type) << what;
+    EXPECT_EQ(x.basic_msg_template, y.basic_msg_template) << what;
+    EXPECT_EQ(x.template_file, y.template_file) << what;
+    EXPECT_EQ(x.from_user, y.from_user) << what;
+    EXPECT_EQ(x.icon_emoji, y.icon_emoji) << what;
+    EXPECT_EQ(x.rate_limit, y.rate_limit) << what;
+  };
+  EXPECT_EQ(a.slack.enable, b.slack.enable);
+  EXPECT_EQ(a.slack.rest_webhook_url, b.slack.rest_webhook_url);
+  channel_eq(a.slack.reload_task_failure, b.slack.reload_task_failure,
+             "reloadTaskFailure");
+  channel_eq(a.slack.reload_task_aborted, b.slack.reload_task_aborted,
+             "reloadTaskAborted");
+  EXPECT_EQ(a.slack.backlog_size, b.slack.backlog_size);
+  EXPECT_EQ(a.slack.max_attempts, b.slack.max_attempts);
+  EXPECT_EQ(a.slack.retry_min, b.slack.retry_min);
+  EXPECT_EQ(a.slack.retry_max, b.slack.retry_max);
+  EXPECT_EQ(a.slack.request_timeout, b.slack.request_timeout);
+  EXPECT_EQ(a.slack.seed_webhook_url, b.slack.seed_webhook_url);
+  EXPECT_EQ(a.slack.login_notification_channel,
+            b.slack.login_notification_channel);
+  EXPECT_EQ(a.slack.task_failure_channel, b.slack.task_failure_channel);
   EXPECT_EQ(a.directories.qvd_path, b.directories.qvd_path);
   EXPECT_EQ(a.runtime.worker_threads, b.runtime.worker_threads);
   EXPECT_EQ(a.supervisor.restart_min, b.supervisor.restart_min);
@@ -238,7 +267,7 @@ TEST(config, minimal_file_gives_all_defaults) {
   EXPECT_EQ(r.config.mqtt.broker_port, 1883);
   EXPECT_EQ(r.config.mqtt.subscription_root_topic, "qliksense/#");
   EXPECT_TRUE(r.config.mqtt.client_id.empty());
-  EXPECT_EQ(r.config.udp.queue_max_size, 200'000u);
+  EXPECT_EQ(r.config.udp.queue_max_size, 20'000u);
   EXPECT_EQ(r.config.runtime.worker_threads, 2);
 }
 
@@ -254,7 +283,7 @@ TEST(config, null_values_count_as_not_set) {
 TEST(config, full_file_sets_every_key) {
   temp_dir tls;
   for (auto name : {"rest.crt", "rest.key", "rest-ca.crt", "mqtt.crt",
-                    "mqtt.key", "mqtt-ca.crt"})
+                    "mqtt.key", "mqtt-ca.crt", "failed.json"})
     tls.file(name, "-----BEGIN DUMMY-----\n");
   auto text = std::regex_replace(read_text(config_data("full.yaml")),
                                  std::regex{"@TLS_DIR@"}, tls.path().string());
@@ -337,6 +366,38 @@ TEST(config, full_file_sets_every_key) {
   EXPECT_EQ(u.backpressure_threshold, 90);
   EXPECT_TRUE(u.rate_limit_enable);
   EXPECT_EQ(u.rate_limit_per_minute, 1200);
+  EXPECT_EQ(u.receive_buffer, 1048576u);
+  EXPECT_EQ(u.dedup_max_entries, 4242u);
+
+  auto& s = c.slack;
+  EXPECT_TRUE(s.enable);
+  EXPECT_EQ(s.rest_webhook_url, "https://hooks.slack.com/services/T1/B1/rest");
+  auto& f = s.reload_task_failure;
+  EXPECT_TRUE(f.enable);
+  EXPECT_EQ(f.webhook_url, "https://hooks.slack.com/services/T1/B1/fail");
+  EXPECT_EQ(f.channel, "#sense-failures");
+  EXPECT_EQ(f.message_type, "formatted");
+  EXPECT_EQ(f.basic_msg_template, "Failed: {{taskName}}");
+  EXPECT_EQ(f.template_file, dir + "/failed.json");
+  EXPECT_EQ(f.from_user, "Butler");
+  EXPECT_EQ(f.icon_emoji, ":x:");
+  EXPECT_EQ(f.rate_limit, 60s);
+  auto& a = s.reload_task_aborted;
+  EXPECT_TRUE(a.enable);
+  EXPECT_EQ(a.channel, "#sense-aborts");
+  EXPECT_EQ(a.message_type, "basic");
+  EXPECT_EQ(a.basic_msg_template, "Aborted: {{taskName}}");
+  EXPECT_EQ(a.from_user, "Butler bot");
+  EXPECT_EQ(a.icon_emoji, ":warning:");
+  EXPECT_EQ(a.rate_limit, 120s);
+  EXPECT_EQ(s.backlog_size, 50u);
+  EXPECT_EQ(s.max_attempts, 3);
+  EXPECT_EQ(s.retry_min, 500ms);
+  EXPECT_EQ(s.retry_max, 20s);
+  EXPECT_EQ(s.request_timeout, 4s);
+  EXPECT_EQ(s.seed_webhook_url, "https://hooks.slack.com/services/T1/B1/seed");
+  EXPECT_EQ(s.login_notification_channel, "#logins");
+  EXPECT_EQ(s.task_failure_channel, "#old-failures");
 
   EXPECT_EQ(c.directories.qvd_path, "/data/qvd");
   EXPECT_EQ(c.runtime.worker_threads, 4);
@@ -652,7 +713,7 @@ TEST(config, butler16_style_file_loads_with_warnings_only) {
        {"anonTelemetry", "systemInfo", "configVisualisation", "heartbeat",
         "dockerHealthCheck", "uptimeMonitor", "thirdPartyToolsCredentials",
         "influxDb", "scriptLog", "qlikSenseUrls", "genericUrls",
-        "teamsNotification", "slackNotification", "emailNotification",
+        "teamsNotification", "emailNotification",
         "webhookNotification", "scheduler", "keyValueStore",
         "fileCopyApprovedDirectories", "fileMoveApprovedDirectories",
         "fileDeleteApprovedDirectories", "restServerApiDocGenerate",
@@ -942,6 +1003,84 @@ TEST(config, create_dir_qvd_requires_qvd_path) {
   EXPECT_TRUE(r.config.endpoints.enabled("createDirQVD"));
 }
 
+TEST(config, enabled_slack_channels_need_a_webhook) {
+  expect_one_error(
+    load("Butler:\n  slackNotification:\n    enable: true\n"
+         "    reloadTaskFailure: {enable: true, channel: '#x'}\n"),
+    "Butler.slackNotification.reloadTaskFailure.webhookURL: missing (required "
+    "when Butler.slackNotification.reloadTaskFailure.enable is true)");
+  // The master switch off: nothing is required.
+  expect_clean(load("Butler:\n  slackNotification:\n    enable: false\n"
+                    "    reloadTaskAborted: {enable: true}\n"));
+  expect_one_error(
+    load("Butler:\n  slackNotification:\n    reloadTaskAborted:\n"
+         "      webhookURL: hooks.slack.com/x\n"),
+    "Butler.slackNotification.reloadTaskAborted.webhookURL: expected an "
+    "http:// or https:// URL, got \"hooks.slack.com/x\"");
+}
+
+TEST(config, formatted_slack_messages_need_a_readable_template) {
+  const std::string base = "Butler:\n  slackNotification:\n    enable: true\n"
+                           "    reloadTaskFailure:\n      enable: true\n"
+                           "      webhookURL: https://hooks.slack.com/x\n"
+                           "      messageType: formatted\n";
+  expect_one_error(load(base),
+                   "Butler.slackNotification.reloadTaskFailure.templateFile: "
+                   "missing (required when Butler.slackNotification."
+                   "reloadTaskFailure.messageType is formatted)");
+  auto r = load(base + "      templateFile: /nonexistent/failed.json\n");
+  ASSERT_EQ(r.errors.size(), 1u) << join(r.errors);
+  EXPECT_EQ(r.errors[0].rfind("Butler.slackNotification.reloadTaskFailure."
+                              "templateFile: cannot read /nonexistent/",
+                              0),
+            0u)
+    << r.errors[0];
+  expect_one_error(load("Butler:\n  slackNotification:\n    "
+                        "reloadTaskFailure: {messageType: fancy}\n"),
+                   "Butler.slackNotification.reloadTaskFailure.messageType: "
+                   "expected one of basic, formatted, got \"fancy\"");
+}
+
+TEST(config, seed_slack_channels_need_the_seed_webhook) {
+  expect_one_error(
+    load("Butler:\n  slackConfig: {loginNotificationChannel: '#logins'}\n"),
+    "Butler.slackConfig.webhookURL: missing (required when "
+    "Butler.slackConfig has a notification channel)");
+  expect_clean(load("Butler:\n  slackConfig: {loginNotificationChannel: "
+                    "'#l', webhookURL: 'http://127.0.0.1:9/x'}\n"));
+}
+
+TEST(config, slack_post_message_needs_a_webhook) {
+  expect_one_error(
+    load("Butler:\n  restServerEndpointsEnable: {slackPostMessage: true}\n"),
+    "Butler.slackNotification.restMessage.webhookURL: missing (required when "
+    "Butler.restServerEndpointsEnable.slackPostMessage is true; "
+    "Butler.slackConfig.webhookURL also works)");
+  expect_clean(load("Butler:\n  restServerEndpointsEnable: {slackPostMessage: "
+                    "true}\n  slackConfig: {webhookURL: 'https://h/x'}\n"));
+}
+
+TEST(config, slack_retry_bounds_are_checked) {
+  expect_one_error(
+    load("Butler:\n  slackNotification: {retryMinMs: 5000, retryMaxMs: 10}\n"),
+    "Butler.slackNotification.retryMinMs: must not be greater than "
+    "Butler.slackNotification.retryMaxMs (5000 > 10)");
+  expect_one_error(load("Butler:\n  slackNotification: {maxAttempts: 0}\n"),
+                   "Butler.slackNotification.maxAttempts: expected an integer "
+                   "1-100, got \"0\"");
+}
+
+TEST(config, slack_keys_without_a_feature_here_are_ignored_with_a_warning) {
+  auto r = load("Butler:\n  slackNotification:\n    serviceStopped: {}\n"
+                "    reloadTaskFailure: {headScriptLogLines: 10}\n");
+  EXPECT_TRUE(r.errors.empty()) << join(r.errors);
+  EXPECT_TRUE(contains(r.warnings, "Butler.slackNotification.serviceStopped: "
+                                   "not used by this Butler, ignored"));
+  EXPECT_TRUE(contains(r.warnings,
+                       "Butler.slackNotification.reloadTaskFailure."
+                       "headScriptLogLines: not used by this Butler, ignored"));
+}
+
 // -- environment overrides ----------------------------------------------------
 
 TEST(config, env_override_sets_a_value) {
@@ -1053,11 +1192,14 @@ TEST(config, example_config_loads_cleanly_for_a_local_run) {
   EXPECT_TRUE(c.mqtt.enable);
   EXPECT_EQ(c.mqtt.broker_host, "127.0.0.1");
   EXPECT_EQ(c.mqtt.broker_port, 1883);
-  EXPECT_FALSE(c.udp.enable);
+  EXPECT_TRUE(c.udp.enable);
+  EXPECT_EQ(c.udp.host, "127.0.0.1");
+  EXPECT_FALSE(c.slack.enable);
   auto flags = all_flags_off();
   for (auto& [name, on] : flags)
     on = name == "apiListEnabledEndpoints" || name == "butlerping"
-         || name == "mqttPublishMessage";
+         || name == "mqttPublishMessage" || name == "activeUserCount"
+         || name == "activeUsers";
   EXPECT_EQ(c.endpoints.flags, flags);
   // Every flag is listed explicitly, not left to the default.
   auto text = read_text(example_config());

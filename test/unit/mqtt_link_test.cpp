@@ -32,7 +32,9 @@ struct mqtt_link_test : test::caf_fixture {
   mqtt_link_actor link;
 
   mqtt_link_test() {
-    link = sys.spawn(mqtt_link, std::shared_ptr<mqtt::client>{client}, 1);
+    mqtt_config cfg;
+    cfg.qos = 1;
+    link = sys.spawn(mqtt_link, std::shared_ptr<mqtt::client>{client}, cfg);
     consume_messages();
   }
 

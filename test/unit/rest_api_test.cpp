@@ -296,3 +296,127 @@ TEST(rest_mqtt_publish, rejects_bad_bodies_and_queries) {
               spelling::seed)),
             "Query string has a malformed %-escape");
 }
+
+// -- filesystem, Slack and active-user endpoints ------------------------------
+
+TEST(rest_router, serves_the_new_endpoints_under_their_spellings) {
+  endpoints_config cfg;
+  for (auto name : {"createDir", "createDirQVD", "getDiskSpace",
+                    "slackPostMessage", "activeUserCount", "activeUsers"})
+    cfg.flags.emplace_back(name, true);
+  router r{cfg};
+  struct expected {
+    const char* method;
+    const char* path;
+    endpoint ep;
+  };
+  for (auto [method, path, ep] :
+       {expected{"GET", "/createDir", endpoint::create_dir},
+        expected{"GET", "/v2/createDir", endpoint::create_dir},
+        expected{"POST", "/v4/createdir", endpoint::create_dir},
+        expected{"GET", "/createDirQVD", endpoint::create_dir_qvd},
+        expected{"POST", "/v4/createdirqvd", endpoint::create_dir_qvd},
+        expected{"GET", "/getDiskSpace", endpoint::disk_space},
+        expected{"GET", "/v4/getdiskspace", endpoint::disk_space},
+        expected{"GET", "/v2/slackPostMessage", endpoint::slack_post},
+        expected{"PUT", "/v4/slackpostmessage", endpoint::slack_post},
+        expected{"GET", "/activeUserCount", endpoint::active_user_count},
+        expected{"GET", "/v2/activeUsers", endpoint::active_users}}) {
+    auto m = r.match(method, path);
+    EXPECT_EQ(m.status, 0u) << method << " " << path;
+    EXPECT_EQ(m.ep, ep) << path;
+  }
+  EXPECT_EQ(r.match("GET", "/v4/createdir").status, 405u);
+}
+
+TEST(rest_create_dir, reads_directory_from_query_or_body) {
+  auto seed = parse_create_dir(
+    make_request("GET", "/createDir?directory=%2Fdata%2Fqvd%2F2024"),
+    spelling::seed, false);
+  ASSERT_TRUE(std::holds_alternative<create_dir_request>(seed));
+  EXPECT_EQ(std::get<create_dir_request>(seed).directory, "/data/qvd/2024");
+  EXPECT_FALSE(std::get<create_dir_request>(seed).under_qvd_root);
+  auto v4 = parse_create_dir(make_request("POST", "/v4/createdirqvd",
+                                          R"({"directory":"sub/2024-10"})"),
+                             spelling::v4, true);
+  ASSERT_TRUE(std::holds_alternative<create_dir_request>(v4));
+  auto& req = std::get<create_dir_request>(v4);
+  EXPECT_TRUE(req.under_qvd_root);
+  auto res = create_dir_response(req, spelling::v4);
+  EXPECT_EQ(res.status, 201u);
+  EXPECT_EQ(res.body, R"({"directory":"sub/2024-10"})");
+  EXPECT_EQ(create_dir_response(req, spelling::v2).status, 200u);
+}
+
+TEST(rest_create_dir, rejects_missing_and_empty_directories) {
+  auto missing = parse_create_dir(make_request("GET", "/createDir"),
+                                  spelling::seed, false);
+  ASSERT_TRUE(std::holds_alternative<http::response>(missing));
+  EXPECT_EQ(json::parse(std::get<http::response>(missing).body)["message"],
+            "Required parameter directory is missing");
+  auto empty = parse_create_dir(
+    make_request("POST", "/v4/createdir", R"({"directory":""})"), spelling::v4,
+    false);
+  ASSERT_TRUE(std::holds_alternative<http::response>(empty));
+  EXPECT_EQ(json::parse(std::get<http::response>(empty).body)["message"],
+            "Parameter directory must not be empty");
+  auto bad = parse_create_dir(
+    make_request("POST", "/v4/createdir", R"({"directory":7})"), spelling::v4,
+    false);
+  ASSERT_TRUE(std::holds_alternative<http::response>(bad));
+}
+
+TEST(rest_disk_space, reads_path_and_renders_bytes) {
+  auto parsed = parse_disk_space(make_request("GET", "/v4/getdiskspace?path=/data"));
+  ASSERT_TRUE(std::holds_alternative<disk_space_request>(parsed));
+  EXPECT_EQ(std::get<disk_space_request>(parsed).path, "/data");
+  auto res = disk_space_response(disk_space_reply{"/data", 1, 2, 3});
+  EXPECT_EQ(res.body, R"({"path":"/data","available":1,"free":2,"total":3})");
+  auto missing = parse_disk_space(make_request("GET", "/getDiskSpace?path="));
+  ASSERT_TRUE(std::holds_alternative<http::response>(missing));
+  EXPECT_EQ(json::parse(std::get<http::response>(missing).body)["message"],
+            "Parameter path must not be empty");
+}
+
+TEST(rest_slack_post, reads_all_fields_and_requires_three) {
+  auto parsed = parse_slack_post(
+    make_request("GET", "/slackPostMessage?channel=%23general&from_user=Bot"
+                        "&msg=Reload+done&emoji=thumbsup"),
+    spelling::seed);
+  ASSERT_TRUE(std::holds_alternative<slack_post_request>(parsed));
+  auto& req = std::get<slack_post_request>(parsed);
+  EXPECT_EQ(req.channel, "#general");
+  EXPECT_EQ(req.from_user, "Bot");
+  EXPECT_EQ(req.text, "Reload done");
+  EXPECT_EQ(req.emoji, "thumbsup");
+  EXPECT_EQ(slack_post_response(req, spelling::seed).body,
+            R"({"channel":"#general","msg":"Reload done","from_user":"Bot",)"
+            R"("emoji":"thumbsup"})");
+  EXPECT_EQ(slack_post_response(req, spelling::v4).status, 201u);
+  for (auto [target, name] :
+       {std::pair{"/slackPostMessage?from_user=a&msg=b", "channel"},
+        std::pair{"/slackPostMessage?channel=a&msg=b", "from_user"},
+        std::pair{"/slackPostMessage?channel=a&from_user=b", "msg"}}) {
+    auto res = parse_slack_post(make_request("GET", target), spelling::v2);
+    ASSERT_TRUE(std::holds_alternative<http::response>(res)) << target;
+    EXPECT_EQ(json::parse(std::get<http::response>(res).body)["message"],
+              std::string{"Required parameter "} + name + " is missing");
+  }
+  auto no_emoji = parse_slack_post(
+    make_request("PUT", "/v4/slackpostmessage",
+                 R"({"channel":"#c","from_user":"u","msg":"m"})"),
+    spelling::v4);
+  ASSERT_TRUE(std::holds_alternative<slack_post_request>(no_emoji));
+  EXPECT_EQ(std::get<slack_post_request>(no_emoji).emoji, "");
+  auto empty = parse_slack_post(
+    make_request("PUT", "/v4/slackpostmessage",
+                 R"({"channel":"#c","from_user":"u","msg":""})"),
+    spelling::v4);
+  ASSERT_TRUE(std::holds_alternative<http::response>(empty));
+}
+
+TEST(rest_active_users, render_a_number_and_an_array) {
+  EXPECT_EQ(active_user_count_response(5).body, "5");
+  EXPECT_EQ(active_users_response({"anna", "bo"}).body, R"(["anna","bo"])");
+  EXPECT_EQ(active_users_response({}).body, "[]");
+}

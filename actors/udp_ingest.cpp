@@ -1,0 +1,255 @@
+#include "actors/udp_ingest.hpp"
+
+#include "actors/actor_common.hpp"
+#include "net/expiring_set.hpp"
+
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+
+#include <netdb.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+
+namespace butler {
+
+namespace {
+
+using self_ptr = udp_ingest_actor::stateful_pointer<udp_ingest_state>;
+
+constexpr auto drain_poll = std::chrono::milliseconds{10};
+constexpr auto shed_log_interval = std::chrono::seconds{10};
+
+/// Returns the numeric addresses of `name` (an IP literal or a host name).
+std::vector<std::string> resolve(const std::string& name) {
+  std::vector<std::string> result;
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_DGRAM;
+  addrinfo* found = nullptr;
+  if (::getaddrinfo(name.c_str(), nullptr, &hints, &found) != 0) {
+    spdlog::error("udp-ingest cannot resolve allowed source {}; it is left "
+                  "out of the allow-list",
+                  name);
+    return result;
+  }
+  for (auto* ai = found; ai != nullptr; ai = ai->ai_next) {
+    char host[NI_MAXHOST];
+    if (::getnameinfo(ai->ai_addr, ai->ai_addrlen, host, sizeof(host), nullptr,
+                      0, NI_NUMERICHOST)
+        == 0)
+      result.emplace_back(host);
+  }
+  ::freeaddrinfo(found);
+  return result;
+}
+
+/// Publishes "start" or "error" on both server status topics.
+void announce(self_ptr self) {
+  auto& st = self->state;
+  if (!st.mqtt_cfg.enable || !st.mqtt)
+    return;
+  std::string state = st.receiver ? "start" : "error";
+  self->send(st.mqtt,
+             std::vector<mqtt_publish_request>{
+               {st.mqtt_cfg.task_failure_server_status_topic, state, -1, false,
+                "udp-status"},
+               {st.mqtt_cfg.session_server_status_topic, state, -1, false,
+                "udp-status"}});
+}
+
+void forward(self_ptr self, event_batch batch) {
+  auto& st = self->state;
+  if (st.router)
+    self->send(st.router, std::move(batch));
+  else
+    st.waiting.push_back(std::move(batch));
+}
+
+void check_drain(self_ptr self) {
+  auto& st = self->state;
+  if (!st.drain_promise.pending())
+    return;
+  auto in_flight = st.ctx->in_flight.load();
+  if (in_flight == 0) {
+    st.drain_promise.deliver(true);
+  } else if (self->clock().now() >= st.drain_deadline) {
+    spdlog::warn("{} gives up waiting for {} events in flight", self->name(),
+                 in_flight);
+    st.drain_promise.deliver(false);
+  } else {
+    self->delayed_send(self, drain_poll, atom::tick_v);
+  }
+}
+
+/// Runs on the receive thread for every batch of datagrams: checks and
+/// parses them, then hands the accepted events on as one event_batch, or
+/// sheds what does not fit in the in-flight limit.
+net::batch_handler make_handler(std::shared_ptr<ingest_context> ctx,
+                                caf::weak_actor_ptr ingest) {
+  return [ctx, ingest](std::size_t index, const net::datagram* first,
+                       std::size_t n) {
+    auto port = index == 0 ? events::port_kind::task : events::port_kind::session;
+    auto now = std::chrono::steady_clock::now();
+    auto events = std::make_shared<std::vector<log_event>>();
+    events->reserve(n);
+    for (auto* d = first; d != first + n; ++d)
+      if (auto ev = ctx->pipeline.process(port, d->data, d->source_ip,
+                                          d->source_port, now))
+        events->push_back(std::move(*ev));
+    if (events->empty())
+      return;
+    // Drop-newest: what does not fit in the in-flight limit is shed.
+    auto in_flight = ctx->in_flight.load(std::memory_order_relaxed);
+    auto room = in_flight >= static_cast<std::int64_t>(ctx->in_flight_limit)
+                  ? std::size_t{0}
+                  : ctx->in_flight_limit - static_cast<std::size_t>(in_flight);
+    if (events->size() > room) {
+      auto shed = events->size() - room;
+      auto total = ctx->shed.fetch_add(shed, std::memory_order_relaxed) + shed;
+      events->resize(room);
+      if (now - ctx->last_shed_log >= shed_log_interval) {
+        spdlog::warn("udp-ingest shed {} events in the last {} s: {} events "
+                     "in flight is the limit (messageQueue.maxSize)",
+                     total - ctx->shed_at_last_log,
+                     std::chrono::duration_cast<std::chrono::seconds>(
+                       shed_log_interval)
+                       .count(),
+                     ctx->in_flight_limit);
+        ctx->last_shed_log = now;
+        ctx->shed_at_last_log = total;
+      }
+      if (events->empty())
+        return;
+    }
+    auto count = static_cast<std::int64_t>(events->size());
+    ctx->in_flight.fetch_add(count, std::memory_order_relaxed);
+    // Released by the last sink that holds the batch.
+    std::shared_ptr<const void> permit{nullptr, [ctx, count](const void*) {
+                                         ctx->in_flight.fetch_sub(
+                                           count, std::memory_order_relaxed);
+                                       }};
+    auto strong = ingest.lock();
+    if (!strong)
+      return; // the actor is going away; the permit returns the places
+    caf::anon_send(caf::actor_cast<udp_ingest_actor>(strong),
+                   event_batch{std::move(events), std::move(permit)});
+  };
+}
+
+} // namespace
+
+std::shared_ptr<ingest_context> make_ingest_context(const udp_config& cfg) {
+  events::ingest_options opts;
+  opts.max_message_size = cfg.max_message_size;
+  opts.source_validation = cfg.source_validation;
+  for (auto& source : cfg.allowed_sources)
+    for (auto& addr : resolve(source))
+      opts.allowed_addresses.push_back(addr);
+  opts.dedup_enable = cfg.dedup_enable;
+  opts.dedup_ttl = cfg.dedup_ttl;
+  opts.rate_limit_enable = cfg.rate_limit_enable;
+  opts.rate_limit_per_minute = cfg.rate_limit_per_minute;
+  std::unique_ptr<expiring_set> dedup;
+  if (cfg.dedup_enable)
+    dedup = make_memory_expiring_set(cfg.dedup_max_entries);
+  return std::make_shared<ingest_context>(std::move(opts), std::move(dedup),
+                                          cfg.queue_max_size);
+}
+
+udp_ingest_state::~udp_ingest_state() {
+  // Joins the receive thread before the handle it sends to goes away.
+  if (receiver)
+    receiver->stop();
+}
+
+udp_ingest_actor::behavior_type
+udp_ingest(udp_ingest_actor::stateful_pointer<udp_ingest_state> self,
+           udp_config cfg, mqtt_config mqtt_cfg,
+           std::shared_ptr<ingest_context> ctx) {
+  install_exception_handler(self);
+  auto& st = self->state;
+  st.cfg = std::move(cfg);
+  st.mqtt_cfg = std::move(mqtt_cfg);
+  st.ctx = std::move(ctx);
+  net::udp_receiver_options opts;
+  opts.host = st.cfg.host;
+  opts.ports = {st.cfg.port_task_failure, st.cfg.port_session_events};
+  opts.receive_buffer = st.cfg.receive_buffer;
+  // One byte more than allowed, so an oversize datagram is seen as such.
+  opts.max_datagram = st.cfg.max_message_size + 1;
+  st.receiver = net::start_udp_receiver(
+    opts, make_handler(st.ctx, caf::actor_cast<caf::weak_actor_ptr>(self)),
+    st.bind_error);
+  if (!st.receiver) {
+    spdlog::error("{} {}", self->name(), st.bind_error);
+    // Stay up long enough to tell MQTT, then fail so the supervisor retries.
+    self->delayed_send(self, std::chrono::milliseconds{200}, atom::tick_v);
+  } else {
+    auto ports = st.receiver->ports();
+    spdlog::info("{} receives task events on {}:{} and session events on "
+                 "{}:{}",
+                 self->name(), st.cfg.host, ports[0], st.cfg.host, ports[1]);
+  }
+  return {
+    [=](event_batch& batch) { forward(self, std::move(batch)); },
+    [=](atom::status) {
+      auto& st = self->state;
+      udp_ingest_status result;
+      result.listening = static_cast<bool>(st.receiver);
+      auto stats = st.ctx->pipeline.stats();
+      result.received = stats.received;
+      result.accepted = stats.accepted;
+      for (std::size_t i = 0; i < stats.rejected.size(); ++i)
+        if (stats.rejected[i] > 0)
+          result.rejected.emplace_back(
+            events::to_string(static_cast<events::reject_reason>(i)),
+            stats.rejected[i]);
+      result.shed = st.ctx->shed.load();
+      result.in_flight = static_cast<std::uint64_t>(
+        std::max<std::int64_t>(0, st.ctx->in_flight.load()));
+      if (st.receiver) {
+        result.ports = st.receiver->ports();
+        for (auto& s : st.receiver->stats())
+          result.kernel_drops += s.kernel_drops;
+      }
+      return result;
+    },
+    [=](atom::drain, caf::timespan grace) -> caf::result<bool> {
+      auto& st = self->state;
+      if (st.drain_promise.pending())
+        return caf::make_error(ec::unavailable, "drain already running");
+      if (st.receiver) {
+        spdlog::info("{} closes its sockets", self->name());
+        st.receiver->stop();
+      }
+      st.drain_promise = self->make_response_promise<bool>();
+      st.drain_deadline = self->clock().now() + grace;
+      auto promise = st.drain_promise;
+      check_drain(self);
+      return promise;
+    },
+    [=](atom::tick) {
+      auto& st = self->state;
+      if (!st.receiver && !st.drain_promise.pending()) {
+        self->quit(caf::make_error(ec::unavailable, st.bind_error));
+        return;
+      }
+      check_drain(self);
+    },
+    [=](peer_up& peer) {
+      auto& st = self->state;
+      if (peer.name == "event-router") {
+        st.router = caf::actor_cast<event_router_actor>(peer.handle);
+        while (!st.waiting.empty()) {
+          self->send(st.router, std::move(st.waiting.front()));
+          st.waiting.pop_front();
+        }
+      } else if (peer.name == "mqtt-link") {
+        st.mqtt = caf::actor_cast<mqtt_link_actor>(peer.handle);
+        announce(self);
+      }
+    },
+  };
+}
+
+} // namespace butler
