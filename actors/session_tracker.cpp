@@ -49,12 +49,12 @@ session_tracker(session_tracker_actor::stateful_pointer<session_tracker_state> s
   return {
     [=](const event_batch& batch) {
       auto& st = self->state;
-      bool changed = false;
       for (auto& ev : *batch.events) {
+        bool changed = false;
         if (ev.kind == log_event_kind::session_start) {
           ++st.starts;
           auto& count = st.sessions[events::user_name(ev)];
-          changed = changed || count == 0;
+          changed = count == 0;
           ++count;
           spdlog::debug("{} e{}: {} started a session", self->name(), ev.id,
                         events::user_name(ev));
@@ -73,9 +73,10 @@ session_tracker(session_tracker_actor::stateful_pointer<session_tracker_state> s
             changed = true;
           }
         }
+        // Every change is published, so subscribers see each step.
+        if (changed)
+          publish(self);
       }
-      if (changed)
-        publish(self);
     },
     [=](atom::users) {
       return active_users{user_list(self->state)};

@@ -1,8 +1,8 @@
 #pragma once
 
 // session_tracker owns the table of users with an open Sense session, fed by
-// the audit events (Start session / Stop session). After every batch that
-// changed it, the count and the user names go to MQTT
+// the audit events (Start session / Stop session). After every change the
+// count and the user names go to MQTT
 // (activeUserCountTopic, activeUsersTopic); the REST API reads them too.
 
 #include "config/butler_config.hpp"

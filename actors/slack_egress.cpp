@@ -69,6 +69,7 @@ void submit(self_ptr self, slack_job job) {
   req.headers = {{"Content-Type", "application/json; charset=utf-8"}};
   req.body = job.body;
   req.timeout = st.cfg.request_timeout;
+  req.at_most_once = true;
   auto weak = caf::actor_cast<caf::weak_actor_ptr>(self);
   auto id = job.id;
   ++job.attempts;

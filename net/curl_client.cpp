@@ -202,6 +202,13 @@ CURLcode configure(job& j) {
   set(CURLOPT_TIMEOUT_MS, static_cast<long>(req.timeout.count()));
   set(CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(req.connect_timeout.count()));
   set(CURLOPT_TCP_KEEPALIVE, 1L);
+  if (req.at_most_once) {
+    // libcurl silently re-sends a request whose reused connection closed
+    // before the answer, which could deliver it twice; a connection of its
+    // own is never re-sent.
+    set(CURLOPT_FRESH_CONNECT, 1L);
+    set(CURLOPT_FORBID_REUSE, 1L);
+  }
   set(CURLOPT_WRITEFUNCTION, &on_body);
   set(CURLOPT_WRITEDATA, static_cast<void*>(&j));
   set(CURLOPT_HEADERFUNCTION, &on_header);

@@ -33,6 +33,11 @@ struct outbound_request {
   std::string cert_file;
   std::string key_file;
   bool verify_peer = true;
+  /// Sends the request on a connection of its own, closed afterwards. libcurl
+  /// re-sends a request on a new connection when a kept-alive one closes
+  /// before the answer, so a post that must never arrive twice (a Slack
+  /// message, a task start) sets this, at the cost of a new connection.
+  bool at_most_once = false;
 };
 
 struct outbound_response {

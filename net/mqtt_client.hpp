@@ -4,7 +4,9 @@
 // the synchronous MQTTClient on a dedicated thread behind a bounded backlog:
 // publish() never blocks the caller. The thread connects, reconnects with
 // back-off, subscribes, and publishes the backlog in order; messages held
-// while the broker is away are published after reconnect.
+// while the broker is away are published after reconnect. It speaks MQTT 5
+// where the broker does, subscribing with No Local so that the broker does
+// not echo the client's own publishes, and MQTT 3.1.1 otherwise.
 
 #include <chrono>
 #include <cstddef>

@@ -102,10 +102,11 @@ std::string paho_error(int rc) {
 /// An MQTT 5 broker refuses with a reason code (0x80 and up); a 3.1.1
 /// broker answers an MQTT 5 CONNECT with its own return code 1.
 std::string connect_error(int rc, int version) {
-  if (version == version_5 && rc >= 0x80)
+  if (version == version_5 && rc >= 0x80) {
+    auto code = static_cast<MQTTReasonCodes>(rc);
     return fmt::format("connection refused: {} (reason code 0x{:02X})",
-                       MQTTReasonCode_toString(static_cast<MQTTReasonCodes>(rc)),
-                       rc);
+                       MQTTReasonCode_toString(code), rc);
+  }
   if (version == version_5 && rc == 1)
     return paho_error(rc) + ": the broker does not speak MQTT 5";
   return paho_error(rc);
@@ -294,7 +295,8 @@ private:
   std::mutex cb_mutex_;
   callbacks cbs_;
 
-  // Client thread only (and the constructor, before it runs).
+  // Client thread only (and the constructor and stop(), which run before it
+  // starts and after it ends).
   reported last_reported_ = reported::nothing;
   std::string last_reason_;
   int version_ = version_5; // the protocol of handle_
@@ -572,16 +574,17 @@ void paho_client::on_disconnected(void* ctx, MQTTProperties* props,
   // it. (Paho does not wait for this thread; a DISCONNECT that arrives while
   // stop() destroys the client races with Paho's own use of its handle too.)
   auto* self = static_cast<paho_client*>(ctx);
-  auto cause = fmt::format("the broker sent DISCONNECT: {} (reason code 0x{:02X})",
-                           MQTTReasonCode_toString(reason),
-                           static_cast<int>(reason));
+  auto cause = fmt::format(
+    "the broker sent DISCONNECT: {} (reason code 0x{:02X})",
+    MQTTReasonCode_toString(reason), static_cast<int>(reason));
   if (props != nullptr) {
     auto* text = MQTTProperties_getProperty(props,
                                             MQTTPROPERTY_CODE_REASON_STRING);
-    if (text != nullptr && text->value.data.len > 0)
-      cause += fmt::format(
-        ": {}", std::string_view{text->value.data.data,
-                                 static_cast<std::size_t>(text->value.data.len)});
+    if (text != nullptr && text->value.data.len > 0) {
+      auto len = static_cast<std::size_t>(text->value.data.len);
+      cause += fmt::format(": {}",
+                           std::string_view{text->value.data.data, len});
+    }
   }
   {
     std::lock_guard<std::mutex> guard{self->mutex_};
@@ -681,7 +684,7 @@ bool paho_client::connect(std::string& reason) {
   bool dropped = rc == MQTTCLIENT_FAILURE
                  && std::chrono::steady_clock::now() - started
                       < opts_.connect_timeout / 2;
-  if (true)
+  if (!refused && !dropped)
     return false;
   MQTTClient v311 = nullptr;
   try {

@@ -31,11 +31,11 @@
 //
 // Prints per run: target and achieved send rate, received, lost, latency
 // p50/p99/max, butler's RSS before, at the peak during (sampled every 100 ms)
-// and after, and the CPU used per event by butler, mosquitto and this
-// program. Then the highest rate with zero loss, and at twice that rate the
-// loss broken down into kernel drops at butler's socket (/proc/net/udp, exact),
-// butler's shedding (from its log, which is throttled: a lower bound) and the
-// rest (broker, subscriber, in flight).
+// and after, and the CPU used per event by butler, mosquitto, and this
+// program's sender and subscriber. Then the highest rate with zero loss, and
+// at twice that rate the loss broken down into kernel drops at butler's
+// socket (/proc/net/udp, exact), butler's shedding (from its log, which is
+// throttled: a lower bound) and the rest (broker, subscriber, in flight).
 //
 // Not a ctest test: it takes minutes. Figures depend on the machine: this
 // program, butler and mosquitto share its cores.
@@ -535,6 +535,19 @@ public:
     return last_arrival_.load(std::memory_order_relaxed);
   }
 
+  /// Returns the CPU time the reader thread used so far, in seconds.
+  double cpu_seconds() const {
+    clockid_t id;
+    timespec ts{};
+    if (!thread_.joinable()
+        || ::pthread_getcpuclockid(
+             const_cast<std::thread&>(thread_).native_handle(), &id)
+             != 0
+        || ::clock_gettime(id, &ts) != 0)
+      return 0;
+    return static_cast<double>(ts.tv_sec) + ts.tv_nsec / 1e9;
+  }
+
   /// Messages from no current run (warm-up, late ones) since the start.
   std::uint64_t stray_total() const {
     return stray_total_.load(std::memory_order_relaxed);
@@ -572,12 +585,14 @@ private:
   void run() {
     std::vector<char> buf(4 << 20);
     std::size_t have = 0;
+    // A blocking recv with a timeout (to see stopping_) rather than poll +
+    // recv: one system call per wake-up.
+    timeval tv{0, 100'000};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     while (!stopping_) {
-      pollfd pfd{fd_, POLLIN, 0};
-      auto rc = ::poll(&pfd, 1, 100);
-      if (rc <= 0)
-        continue;
       auto n = ::recv(fd_, buf.data() + have, buf.size() - have, 0);
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        continue;
       if (n <= 0) {
         set_error(n == 0 ? "the broker closed the subscriber's connection"
                          : std::string{"subscriber recv: "}
@@ -620,6 +635,20 @@ private:
     }
   }
 
+  /// Reads decimal digits and one following '-' or the end of `in`.
+  static bool take_number(std::string_view& in, std::uint64_t& out) {
+    std::size_t i = 0;
+    out = 0;
+    while (i < in.size() && in[i] >= '0' && in[i] <= '9')
+      out = out * 10 + static_cast<std::uint64_t>(in[i++] - '0');
+    if (i == 0 || i > 19)
+      return false;
+    if (i < in.size() && in[i] != '-' && in[i] != '"')
+      return false;
+    in.remove_prefix(std::min(in.size(), i + 1));
+    return true;
+  }
+
   /// Handles one packet (called with mtx_ held).
   void handle(unsigned char type, const char* body, std::size_t len,
               std::int64_t stamp) {
@@ -657,13 +686,15 @@ private:
                                              : payload.substr(at + 12);
     }
     // bench-<run>-<seq>-<send ns>
-    int run = 0;
-    unsigned long long seq = 0;
-    long long sent = 0;
-    std::string head{payload.substr(0, 80)};
-    if (std::sscanf(head.c_str(), "bench-%d-%llu-%lld", &run, &seq, &sent)
-          != 3
-        || run != rec_.run_id || seq >= rec_.n) {
+    std::uint64_t run = 0;
+    std::uint64_t seq = 0;
+    std::uint64_t sent = 0;
+    bool ok = payload.substr(0, 6) == "bench-";
+    payload.remove_prefix(ok ? 6 : payload.size());
+    ok = ok && take_number(payload, run) && take_number(payload, seq)
+         && take_number(payload, sent);
+    if (!ok || run != static_cast<std::uint64_t>(rec_.run_id)
+        || seq >= rec_.n) {
       ++rec_.stray;
       stray_total_.fetch_add(1, std::memory_order_relaxed);
       return;
@@ -676,7 +707,7 @@ private:
       return;
     }
     slot = stamp;
-    rec_.send_ns[seq] = sent;
+    rec_.send_ns[seq] = static_cast<std::int64_t>(sent);
     matched_.fetch_add(1, std::memory_order_relaxed);
     last_arrival_.store(stamp, std::memory_order_relaxed);
   }
@@ -1041,7 +1072,8 @@ struct run_result {
   long rss_after = 0;
   double butler_us = 0; // CPU per event sent
   double broker_us = 0;
-  double bench_us = 0;
+  double sender_us = 0;
+  double subscriber_us = 0;
   double steal_pct = 0;
   double load = 0;
   double behind_ms = 0; // the sender's worst lag behind schedule
@@ -1208,10 +1240,12 @@ private:
     std::printf("  mosquitto on :%u (max_queued_messages 100000), butler "
                 "REST :%u, UDP :%u\n\n",
                 broker_.port(), rest_port_, udp_port_);
-    std::printf("%8s %9s %10s %8s %4s %7s %7s %8s %21s %17s %6s %5s\n",
+    std::printf("%8s %9s %10s %8s %4s %7s %7s %8s %21s %21s %6s %5s\n",
                 "rate/s", "sent/s", "received", "lost", "dup", "p50 ms",
                 "p99 ms", "max ms", "RSS MiB before/peak/after",
-                "CPU us/ev b/m/me", "steal", "load");
+                "CPU us/event b/m/s/r", "steal", "load");
+    std::printf("  (CPU per event sent: butler / mosquitto / this program's "
+                "sender / its subscriber)\n");
     std::fflush(stdout);
   }
 
@@ -1311,6 +1345,7 @@ private:
     auto butler_cpu0 = baseline ? 0.0 : cpu_seconds(pid);
     auto broker_cpu0 = broker_pid_ > 0 ? cpu_seconds(broker_pid_) : 0.0;
     auto own_cpu0 = own_cpu_seconds();
+    auto sub_cpu0 = sub_.cpu_seconds();
     auto steal0 = cpu_steal();
     auto stray0 = sub_.stray_total();
     // Send, then wait until arrivals stop.
@@ -1343,6 +1378,7 @@ private:
     auto butler_cpu1 = baseline ? 0.0 : cpu_seconds(pid);
     auto broker_cpu1 = broker_pid_ > 0 ? cpu_seconds(broker_pid_) : 0.0;
     auto own_cpu1 = own_cpu_seconds();
+    auto sub_cpu1 = sub_.cpu_seconds();
     auto steal1 = cpu_steal();
     // Give butler a second to drain before the next run.
     for (int i = 0; i < 10 && !interrupted; ++i)
@@ -1417,7 +1453,9 @@ private:
     auto sent_d = static_cast<double>(std::max<std::uint64_t>(res.sent, 1));
     res.butler_us = (butler_cpu1 - butler_cpu0) * 1e6 / sent_d;
     res.broker_us = (broker_cpu1 - broker_cpu0) * 1e6 / sent_d;
-    res.bench_us = (own_cpu1 - own_cpu0) * 1e6 / sent_d;
+    res.subscriber_us = (sub_cpu1 - sub_cpu0) * 1e6 / sent_d;
+    // The rest of this process: the sender and the RSS sampler.
+    res.sender_us = (own_cpu1 - own_cpu0) * 1e6 / sent_d - res.subscriber_us;
     auto dtotal = steal1.second - steal0.second;
     res.steal_pct = dtotal > 0 ? 100.0
                                    * static_cast<double>(steal1.first
@@ -1505,11 +1543,12 @@ private:
                     mib(r.rss_peak).c_str(), mib(r.rss_after).c_str());
     char cpu[64];
     if (r.baseline)
-      std::snprintf(cpu, sizeof(cpu), "-/%.1f/%.1f", r.broker_us, r.bench_us);
+      std::snprintf(cpu, sizeof(cpu), "-/%.1f/%.1f/%.1f", r.broker_us,
+                    r.sender_us, r.subscriber_us);
     else
-      std::snprintf(cpu, sizeof(cpu), "%.1f/%.1f/%.1f", r.butler_us,
-                    r.broker_us, r.bench_us);
-    std::printf("%8s %9s %10s %8s %4s %7s %7s %8s %21s %17s %5.1f%% %5.2f%s%s\n",
+      std::snprintf(cpu, sizeof(cpu), "%.1f/%.1f/%.1f/%.1f", r.butler_us,
+                    r.broker_us, r.sender_us, r.subscriber_us);
+    std::printf("%8s %9s %10s %8s %4s %7s %7s %8s %21s %21s %5.1f%% %5.2f%s%s\n",
                 thousands(static_cast<double>(r.rate)).c_str(),
                 thousands(r.achieved).c_str(),
                 thousands(static_cast<double>(r.received)).c_str(),
@@ -1598,7 +1637,8 @@ private:
     BENCH_MEDIAN(rss_after);
     BENCH_MEDIAN(butler_us);
     BENCH_MEDIAN(broker_us);
-    BENCH_MEDIAN(bench_us);
+    BENCH_MEDIAN(sender_us);
+    BENCH_MEDIAN(subscriber_us);
     BENCH_MEDIAN(steal_pct);
     BENCH_MEDIAN(load);
     BENCH_MEDIAN(kernel_drops);

@@ -114,6 +114,22 @@ def test(ctx):
     expect_audit("every audit event was published once, in order")
     rest_check(0, "[]", "everyone stopped")
 
+    # A burst: datagrams sent back to back are handled together, and still
+    # every change is published, in order.
+    burst = ["u1", "u2", "u3", "u4", "u5"]
+    for user in burst:
+        h.send_udp(session_port, f"sense-node-1;Start session;BURST;{user}")
+        audit.append((TOPIC["Start session"], f"sense-node-1: BURST/{user}"))
+    for i in range(1, len(burst) + 1):
+        counts.append(str(i))
+        lists.append("[" + ",".join(f'"{u}"' for u in burst[:i]) + "]")
+    got_counts = sub.wait_for(len(counts), topic=COUNT, what="the burst counts")
+    got_lists = sub.wait_for(len(lists), topic=USERS, what="the burst lists")
+    h.check_eq((got_counts, got_lists), (counts, lists),
+               "five session starts sent at once publish 1, 2, 3, 4, 5 in "
+               "order, with the list after each")
+    expect_audit("the burst's audit events were published in order")
+
     h.check("rejected a datagram" not in butler.log(),
             "no audit event was rejected", h.tail(butler.log_path))
     h.check_ping(port)

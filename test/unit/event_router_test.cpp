@@ -253,11 +253,16 @@ TEST_F(session_tracker_test, a_stop_without_a_start_changes_nothing) {
   EXPECT_EQ(st.get("unmatched_stops"), 1u);
 }
 
-TEST_F(session_tracker_test, one_publish_per_batch_that_changed_the_table) {
+TEST_F(session_tracker_test, every_change_in_a_batch_is_published) {
   apply({user_event(k::session_start, "CORP", "anna"),
+         user_event(k::session_start, "CORP", "bo"),
          user_event(k::session_start, "CORP", "bo"),
          user_event(k::session_start, "EXT", "anna")});
   EXPECT_EQ(users(), (std::vector<std::string>{"anna", "bo", "anna"}));
-  ASSERT_EQ(published->publishes.size(), 2u);
-  EXPECT_EQ(published->publishes[0].payload, "3");
+  // Three changes (bo's second session is none), two messages each.
+  ASSERT_EQ(published->publishes.size(), 6u);
+  EXPECT_EQ(published->publishes[0].payload, "1");
+  EXPECT_EQ(published->publishes[2].payload, "2");
+  EXPECT_EQ(published->publishes[3].payload, R"(["anna","bo"])");
+  EXPECT_EQ(published->publishes[4].payload, "3");
 }

@@ -592,7 +592,8 @@ TEST(mqtt_client_options, unusable_options_throw) {
                         mqtt::mqtt_protocol::v311, mqtt::mqtt_protocol::v5}) {
     auto with_protocol = good;
     with_protocol.protocol = protocol;
-    EXPECT_NO_THROW(mqtt::make_paho_client(with_protocol)) << to_string(protocol);
+    EXPECT_NO_THROW(mqtt::make_paho_client(with_protocol))
+      << to_string(protocol);
   }
 }
 
@@ -1099,14 +1100,15 @@ INSTANTIATE_TEST_SUITE_P(protocols, mqtt_client_test,
 
 // -- choosing the protocol ------------------------------------------------------------
 
-TEST(mqtt_client_protocol, automatic_uses_mqtt_5_and_keeps_it_while_the_broker_is_down) {
+TEST(mqtt_client_protocol, automatic_keeps_mqtt_5_while_the_broker_is_down) {
   log_capture log;
   bt::mosquitto_broker broker; // not running yet
   auto client = mqtt::make_paho_client(
     local_options(broker.port(), "butler-auto"));
   client->start();
   // A refused TCP connect must not look like a broker that drops MQTT 5.
-  ASSERT_TRUE(eventually([&] { return client->stats().connect_failures >= 3; }));
+  ASSERT_TRUE(
+    eventually([&] { return client->stats().connect_failures >= 3; }));
   EXPECT_EQ(client->stats().protocol_version, 0);
   ASSERT_TRUE(broker.start()) << broker.last_error();
   ASSERT_TRUE(eventually([&] { return client->stats().connected; }));
@@ -1271,7 +1273,9 @@ TEST_P(mqtt_client_fallback, v5_never_connects) {
 INSTANTIATE_TEST_SUITE_P(refusals, mqtt_client_fallback,
                          ::testing::Values(v5_answer::connack_rc1,
                                            v5_answer::close),
-                         [](const auto& info) { return to_string(info.param); });
+                         [](const auto& info) {
+                           return to_string(info.param);
+                         });
 
 class mqtt_client_acks : public ::testing::TestWithParam<mqtt::mqtt_protocol> {
 };

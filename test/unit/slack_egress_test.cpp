@@ -83,6 +83,7 @@ TEST_F(slack_egress_test, posts_a_failed_reload_with_the_basic_template) {
   auto& req = http->requests.front().req;
   EXPECT_EQ(req.method, "POST");
   EXPECT_EQ(req.url, "http://127.0.0.1:1/hook");
+  EXPECT_TRUE(req.at_most_once) << "a kept-alive connection could re-send it";
   EXPECT_EQ(json::parse(req.body),
             (json{{"channel", "#failures"},
                   {"text", "Qlik Sense reload failed: \"Reload of Sales\""},
