@@ -84,11 +84,15 @@ std::optional<http::response> read_params(const http::request& req,
     if (body.is_discarded())
       return bad_request("Request body is not valid JSON");
     if (!body.is_object()) {
-      std::string names;
+      std::vector<std::string> names;
       for (auto& p : params)
         if (p.required)
-          names += (names.empty() ? "" : " and ") + std::string{p.name};
-      return bad_request("Request body must be a JSON object with " + names);
+          names.emplace_back(p.name);
+      std::string list;
+      for (std::size_t i = 0; i < names.size(); ++i)
+        list += (i == 0 ? "" : i + 1 == names.size() ? " and " : ", ")
+                + names[i];
+      return bad_request("Request body must be a JSON object with " + list);
     }
     for (auto& p : params) {
       auto i = body.find(p.name);

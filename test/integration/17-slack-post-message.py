@@ -130,7 +130,8 @@ def main_instance(ctx, fake_slack):
                       f"PUT {V4} with {what} -> 400")
     res = h.http_request(port, "PUT", V4, body=b'["#c", "u", "m"]',
                          headers={"Content-Type": "application/json"})
-    h.check_error(res, 400, "Request body must be a JSON object",
+    h.check_error(res, 400, "Request body must be a JSON object with "
+                  "channel, from_user and msg",
                   f"PUT {V4} with a JSON array -> 400")
     res = h.http_request(port, "GET", "/slackPostMessage?channel=%zz&"
                          "from_user=u&msg=m")
