@@ -218,6 +218,9 @@ private:
   /// Paho's code (for MQTT 5 the reason code) and fills `reason` on failure.
   int connect_with(MQTTClient handle, int version, std::string& reason);
 
+  /// Counts a connect of handle_ that worked; returns true.
+  bool on_connected();
+
   /// Makes `v311` (connected or not) the client's handle from now on and
   /// says so in the log.
   void adopt_v311(MQTTClient v311);
@@ -670,16 +673,16 @@ bool paho_client::connect(std::string& reason) {
   auto started = std::chrono::steady_clock::now();
   auto rc = connect_with(handle_, version_, reason);
   if (rc == MQTTCLIENT_SUCCESS)
-    return true;
+    return on_connected();
   if (opts_.protocol != mqtt_protocol::automatic || version_ != version_5
       || stopping_)
     return false;
   // A 3.1.1-only broker answers an MQTT 5 CONNECT with return code 1, or
   // just closes the connection, which Paho reports like a refused TCP
   // connect. Hence a quick failure is retried at once with 3.1.1: if that
-  // works, the broker does not speak MQTT 5; if it fails too, the broker is
-  // down or refuses us for another reason and MQTT 5 stays. A v5 attempt
-  // that ran into the connect timeout says nothing about the version.
+  // fails too, the broker is down or refuses us for another reason, and
+  // MQTT 5 stays. A v5 attempt that ran into the connect timeout says
+  // nothing about the version.
   bool refused = refuses_version_5(rc);
   bool dropped = rc == MQTTCLIENT_FAILURE
                  && std::chrono::steady_clock::now() - started
@@ -696,15 +699,33 @@ bool paho_client::connect(std::string& reason) {
   }
   std::string v311_reason;
   rc = connect_with(v311, version_311, v311_reason);
-  if (rc != MQTTCLIENT_SUCCESS && !refused) {
+  if (rc == MQTTCLIENT_SUCCESS && !refused) {
+    // A broker that came up between the two attempts takes 3.1.1 too:
+    // only one that drops MQTT 5 again does not speak it.
+    MQTTClient_disconnect(v311, 0);
+    std::string again;
+    if (!stopping_
+        && connect_with(handle_, version_5, again) == MQTTCLIENT_SUCCESS) {
+      MQTTClient_destroy(&v311);
+      return on_connected();
+    }
+    rc = connect_with(v311, version_311, v311_reason);
+  } else if (rc != MQTTCLIENT_SUCCESS && !refused) {
     MQTTClient_destroy(&v311);
     return false; // `reason` still tells why MQTT 5 failed
   }
   adopt_v311(v311);
   if (rc == MQTTCLIENT_SUCCESS)
-    return true;
+    return on_connected();
   reason = std::move(v311_reason);
   return false;
+}
+
+bool paho_client::on_connected() {
+  connected_ = true;
+  protocol_version_ = version_;
+  connects_.fetch_add(1, std::memory_order_relaxed);
+  return true;
 }
 
 int paho_client::connect_with(MQTTClient handle, int version,
@@ -760,7 +781,8 @@ int paho_client::connect_with(MQTTClient handle, int version,
     if (rc == MQTTCLIENT_SUCCESS && response.properties != nullptr
         && MQTTProperties_hasProperty(response.properties,
                                       MQTTPROPERTY_CODE_RECEIVE_MAXIMUM)) {
-      // Paho itself blocks (sleeping 100 ms at a time) above this limit.
+      // Above this limit Paho blocks inside its publish call (sleeping
+      // 100 ms at a time) until acks come, where stop() cannot reach us.
       auto receive_max = MQTTProperties_getNumericValue(
         response.properties, MQTTPROPERTY_CODE_RECEIVE_MAXIMUM);
       if (receive_max > 0)
@@ -772,9 +794,6 @@ int paho_client::connect_with(MQTTClient handle, int version,
   }
   if (rc == MQTTCLIENT_SUCCESS) {
     window_ = window;
-    connected_ = true;
-    protocol_version_ = version;
-    connects_.fetch_add(1, std::memory_order_relaxed);
     return rc;
   }
   reason = connect_error(rc, version);

@@ -7,13 +7,6 @@
 
 #include <gtest/gtest.h>
 
-// This test links spdlog only through butler_mqtt, whose CMake target keeps
-// spdlog's compile definitions to itself. Without this one, spdlog would be
-// compiled here header-only, with a default logger of its own that the
-// client never logs to.
-#ifndef SPDLOG_COMPILED_LIB
-#  define SPDLOG_COMPILED_LIB
-#endif
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
 
@@ -1201,14 +1194,22 @@ TEST_P(mqtt_client_fallback, automatic_falls_back_to_3_1_1_and_stays_there) {
   client->bind(rec.callbacks());
   client->start();
   ASSERT_TRUE(fake.accept_client(5s));
+  int refusals = 1;
+  if (GetParam() == v5_answer::close) {
+    // Paho reports a closed connection like a refused TCP connect, so the
+    // client asks with MQTT 5 once more (dropping the 3.1.1 connection)
+    // before it gives MQTT 5 up: the broker might just have come up.
+    ASSERT_TRUE(fake.accept_client(5s));
+    refusals = 2;
+  }
   EXPECT_EQ(fake.level(), 4);
-  EXPECT_EQ(fake.refused(), 1);
+  EXPECT_EQ(fake.refused(), refusals);
   ASSERT_TRUE(eventually([&] { return rec.count_events(true) == 1; }));
   auto st = client->stats();
   EXPECT_TRUE(st.connected);
   EXPECT_EQ(st.protocol_version, 4);
   EXPECT_EQ(st.connects, 1u);
-  EXPECT_EQ(st.connect_failures, 0u); // one attempt, two CONNECTs
+  EXPECT_EQ(st.connect_failures, 0u); // one attempt, several CONNECTs
   EXPECT_EQ(rec.count_events(false), 0u);
   EXPECT_EQ(log.count(fallback_warning(fake.port())), 1u);
   // The 3.1.1 connection works.
@@ -1223,7 +1224,7 @@ TEST_P(mqtt_client_fallback, automatic_falls_back_to_3_1_1_and_stays_there) {
   fake.drop_client();
   ASSERT_TRUE(fake.accept_client(5s));
   EXPECT_EQ(fake.level(), 4);
-  EXPECT_EQ(fake.refused(), 1);
+  EXPECT_EQ(fake.refused(), refusals);
   ASSERT_TRUE(eventually([&] { return client->stats().connects == 2; }));
   EXPECT_EQ(client->stats().protocol_version, 4);
   client->stop();
