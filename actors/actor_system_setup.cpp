@@ -24,6 +24,9 @@ namespace butler {
 
 butler_system_config::butler_system_config(const butler_config& cfg) {
   set("scheduler.max-threads", cfg.runtime.worker_threads);
+  set("scheduler.policy", cfg.runtime.scheduler_policy == "stealing"
+                            ? caf::atom("stealing")
+                            : caf::atom("sharing"));
   add_message_types<caf::id_block::butler_types>();
   add_error_category(caf::atom("butler"), [](uint8_t code, caf::atom_value,
                                              const caf::message& ctx) {

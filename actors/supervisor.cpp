@@ -25,7 +25,7 @@ child* find_child(self_ptr self, const std::string& name) {
 }
 
 /// Tells `target` about `peer`.
-void announce(self_ptr self, const caf::actor& target, const child& peer) {
+void announce(const caf::actor& target, const child& peer) {
   if (target && peer.handle)
     caf::anon_send(target, peer_up{peer.spec.name, peer.handle});
 }
@@ -44,8 +44,8 @@ void start_child(self_ptr self, child& c) {
   for (auto& other : self->state.children) {
     if (&other == &c || !other.handle)
       continue;
-    announce(self, other.handle, c);
-    announce(self, c.handle, other);
+    announce(other.handle, c);
+    announce(c.handle, other);
   }
 }
 

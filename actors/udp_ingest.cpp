@@ -81,58 +81,88 @@ void check_drain(self_ptr self) {
   }
 }
 
+/// Collected events are handed on at this many, or after the linger time.
+constexpr std::size_t flush_batch = 256;
+constexpr auto linger = std::chrono::milliseconds{1};
+
+/// Hands the pending events on as one event_batch, shedding what does not
+/// fit in the in-flight limit (drop-newest). Runs on the receive thread, or
+/// on the actor after that thread stopped.
+void send_pending(ingest_context& ctx, const caf::weak_actor_ptr& ingest,
+                  std::shared_ptr<ingest_context> owner,
+                  std::chrono::steady_clock::time_point now) {
+  if (ctx.pending.empty())
+    return;
+  auto events = std::make_shared<std::vector<log_event>>();
+  events->swap(ctx.pending);
+  ctx.pending.reserve(flush_batch);
+  auto in_flight = ctx.in_flight.load(std::memory_order_relaxed);
+  auto room = in_flight >= static_cast<std::int64_t>(ctx.in_flight_limit)
+                ? std::size_t{0}
+                : ctx.in_flight_limit - static_cast<std::size_t>(in_flight);
+  if (events->size() > room) {
+    auto shed = events->size() - room;
+    auto total = ctx.shed.fetch_add(shed, std::memory_order_relaxed) + shed;
+    events->resize(room);
+    if (now - ctx.last_shed_log >= shed_log_interval) {
+      spdlog::warn("udp-ingest shed {} events in the last {} s: {} events "
+                   "in flight is the limit (messageQueue.maxSize)",
+                   total - ctx.shed_at_last_log,
+                   std::chrono::duration_cast<std::chrono::seconds>(
+                     shed_log_interval)
+                     .count(),
+                   ctx.in_flight_limit);
+      ctx.last_shed_log = now;
+      ctx.shed_at_last_log = total;
+    }
+    if (events->empty())
+      return;
+  }
+  auto count = static_cast<std::int64_t>(events->size());
+  ctx.in_flight.fetch_add(count, std::memory_order_relaxed);
+  // Released by the last sink that holds the batch.
+  std::shared_ptr<const void> permit{nullptr, [owner, count](const void*) {
+                                       owner->in_flight.fetch_sub(
+                                         count, std::memory_order_relaxed);
+                                     }};
+  if (auto strong = ingest.lock())
+    caf::anon_send(caf::actor_cast<udp_ingest_actor>(strong),
+                   event_batch{std::move(events), std::move(permit)});
+  // Otherwise the actor is going away; the permit returns the places.
+}
+
 /// Runs on the receive thread for every batch of datagrams: checks and
-/// parses them, then hands the accepted events on as one event_batch, or
-/// sheds what does not fit in the in-flight limit.
+/// parses them and collects the accepted events.
 net::batch_handler make_handler(std::shared_ptr<ingest_context> ctx,
                                 caf::weak_actor_ptr ingest) {
   return [ctx, ingest](std::size_t index, const net::datagram* first,
                        std::size_t n) {
     auto port = index == 0 ? events::port_kind::task : events::port_kind::session;
     auto now = std::chrono::steady_clock::now();
-    auto events = std::make_shared<std::vector<log_event>>();
-    events->reserve(n);
     for (auto* d = first; d != first + n; ++d)
       if (auto ev = ctx->pipeline.process(port, d->data, d->source_ip,
-                                          d->source_port, now))
-        events->push_back(std::move(*ev));
-    if (events->empty())
-      return;
-    // Drop-newest: what does not fit in the in-flight limit is shed.
-    auto in_flight = ctx->in_flight.load(std::memory_order_relaxed);
-    auto room = in_flight >= static_cast<std::int64_t>(ctx->in_flight_limit)
-                  ? std::size_t{0}
-                  : ctx->in_flight_limit - static_cast<std::size_t>(in_flight);
-    if (events->size() > room) {
-      auto shed = events->size() - room;
-      auto total = ctx->shed.fetch_add(shed, std::memory_order_relaxed) + shed;
-      events->resize(room);
-      if (now - ctx->last_shed_log >= shed_log_interval) {
-        spdlog::warn("udp-ingest shed {} events in the last {} s: {} events "
-                     "in flight is the limit (messageQueue.maxSize)",
-                     total - ctx->shed_at_last_log,
-                     std::chrono::duration_cast<std::chrono::seconds>(
-                       shed_log_interval)
-                       .count(),
-                     ctx->in_flight_limit);
-        ctx->last_shed_log = now;
-        ctx->shed_at_last_log = total;
+                                          d->source_port, now)) {
+        if (ctx->pending.empty())
+          ctx->first_pending = now;
+        ctx->pending.push_back(std::move(*ev));
       }
-      if (events->empty())
-        return;
-    }
-    auto count = static_cast<std::int64_t>(events->size());
-    ctx->in_flight.fetch_add(count, std::memory_order_relaxed);
-    // Released by the last sink that holds the batch.
-    std::shared_ptr<const void> permit{nullptr, [ctx, count](const void*) {
-                                         ctx->in_flight.fetch_sub(
-                                           count, std::memory_order_relaxed);
-                                       }};
-    auto strong = ingest.lock();
-    if (!strong)
-      return; // the actor is going away; the permit returns the places
-    caf::anon_send(caf::actor_cast<udp_ingest_actor>(strong),
-                   event_batch{std::move(events), std::move(permit)});
+    if (ctx->pending.size() >= flush_batch)
+      send_pending(*ctx, ingest, ctx, now);
+  };
+}
+
+/// Runs on the receive thread after each round of receiving and when the
+/// linger time passed: hands on what waited long enough; returns whether
+/// events are still held.
+std::function<bool()> make_flush(std::shared_ptr<ingest_context> ctx,
+                                 caf::weak_actor_ptr ingest) {
+  return [ctx, ingest] {
+    if (ctx->pending.empty())
+      return false;
+    auto now = std::chrono::steady_clock::now();
+    if (now - ctx->first_pending >= linger)
+      send_pending(*ctx, ingest, ctx, now);
+    return !ctx->pending.empty();
   };
 }
 
@@ -177,9 +207,11 @@ udp_ingest(udp_ingest_actor::stateful_pointer<udp_ingest_state> self,
   opts.receive_buffer = st.cfg.receive_buffer;
   // One byte more than allowed, so an oversize datagram is seen as such.
   opts.max_datagram = st.cfg.max_message_size + 1;
-  st.receiver = net::start_udp_receiver(
-    opts, make_handler(st.ctx, caf::actor_cast<caf::weak_actor_ptr>(self)),
-    st.bind_error);
+  auto weak = caf::actor_cast<caf::weak_actor_ptr>(self);
+  opts.flush = make_flush(st.ctx, weak);
+  opts.linger = linger;
+  st.receiver = net::start_udp_receiver(opts, make_handler(st.ctx, weak),
+                                        st.bind_error);
   if (!st.receiver) {
     spdlog::error("{} {}", self->name(), st.bind_error);
     // Stay up long enough to tell MQTT, then fail so the supervisor retries.
@@ -221,6 +253,9 @@ udp_ingest(udp_ingest_actor::stateful_pointer<udp_ingest_state> self,
       if (st.receiver) {
         spdlog::info("{} closes its sockets", self->name());
         st.receiver->stop();
+        // The receive thread is gone: hand on what it still collected.
+        send_pending(*st.ctx, caf::actor_cast<caf::weak_actor_ptr>(self),
+                     st.ctx, std::chrono::steady_clock::now());
       }
       st.drain_promise = self->make_response_promise<bool>();
       st.drain_deadline = self->clock().now() + grace;

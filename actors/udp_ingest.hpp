@@ -24,6 +24,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 namespace butler {
 
@@ -46,6 +47,12 @@ struct ingest_context {
   /// When shedding was last logged (throttles the warning).
   std::chrono::steady_clock::time_point last_shed_log;
   std::uint64_t shed_at_last_log = 0;
+  /// Accepted events not yet handed on, collected for up to a millisecond so
+  /// that the actors and the MQTT thread wake once per batch rather than
+  /// once per datagram. Touched only by the receive thread, or by the actor
+  /// once that thread has stopped.
+  std::vector<log_event> pending;
+  std::chrono::steady_clock::time_point first_pending;
 };
 
 /// Creates the context for `cfg`: resolves allowedSources, sizes the dedup

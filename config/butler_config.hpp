@@ -161,6 +161,7 @@ struct directories_config {
 /// Butler.runtime (this Butler's own keys)
 struct runtime_config {
   int worker_threads = defaults::runtime::worker_threads; // workerThreads
+  std::string scheduler_policy = defaults::runtime::scheduler_policy; // schedulerPolicy: sharing|stealing
 };
 
 /// Butler.supervisor (this Butler's own keys)

@@ -570,6 +570,8 @@ void read_butler(section& root, butler_config& cfg) {
   dirs.finish();
   auto runtime = root.sub("runtime");
   runtime.read("workerThreads", 1, 64, cfg.runtime.worker_threads);
+  runtime.read("schedulerPolicy", {"sharing", "stealing"},
+               cfg.runtime.scheduler_policy);
   runtime.finish();
   auto sup = root.sub("supervisor");
   sup.read("restartBackoffMinMs", one_ms, cfg.supervisor.restart_min);

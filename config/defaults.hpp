@@ -99,8 +99,9 @@ constexpr bool rate_limit_enable = false;
 constexpr int rate_limit_per_minute = 600;
 /// Requested socket receive buffer, bytes (the kernel may clamp it).
 constexpr std::size_t receive_buffer = 8 * 1024 * 1024;
-/// Execution ids remembered for dedup; past it the oldest are forgotten.
-constexpr std::size_t dedup_max_entries = 200'000;
+/// Execution ids remembered for dedup (about 12 MiB); past it the oldest
+/// are forgotten.
+constexpr std::size_t dedup_max_entries = 50'000;
 } // namespace udp
 
 namespace slack {
@@ -128,6 +129,10 @@ namespace runtime {
 /// CAF scheduler worker threads. CAF's own default (4) is too many on small
 /// hosts.
 constexpr int worker_threads = 2;
+/// "sharing": idle workers sleep on one queue and wake at once for new work;
+/// "stealing" (CAF's default) polls and can leave a message waiting up to
+/// 10 ms when all workers nap, and burns CPU while polling.
+constexpr const char* scheduler_policy = "sharing";
 } // namespace runtime
 
 namespace supervisor {

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <cstring>
 #include <deque>
 #include <exception>
 #include <iterator>
@@ -23,6 +24,12 @@
 #include <utility>
 #include <vector>
 
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 namespace butler::mqtt {
@@ -721,7 +728,81 @@ bool paho_client::connect(std::string& reason) {
   return false;
 }
 
+namespace {
+
+/// Returns whether two socket addresses are the same IP and port.
+bool same_endpoint(const sockaddr_storage& a, const sockaddr_storage& b) {
+  if (a.ss_family != b.ss_family)
+    return false;
+  if (a.ss_family == AF_INET) {
+    auto& x = reinterpret_cast<const sockaddr_in&>(a);
+    auto& y = reinterpret_cast<const sockaddr_in&>(b);
+    return x.sin_port == y.sin_port && x.sin_addr.s_addr == y.sin_addr.s_addr;
+  }
+  if (a.ss_family == AF_INET6) {
+    auto& x = reinterpret_cast<const sockaddr_in6&>(a);
+    auto& y = reinterpret_cast<const sockaddr_in6&>(b);
+    return x.sin6_port == y.sin6_port
+           && std::memcmp(&x.sin6_addr, &y.sin6_addr, sizeof(in6_addr)) == 0;
+  }
+  return false;
+}
+
+/// Turns off Nagle's algorithm on the TCP sockets connected to host:port.
+/// Paho neither sets TCP_NODELAY nor exposes its socket, and with Nagle on,
+/// a stream of small publishes waits for the broker's delayed ACKs: up to
+/// 40 ms per message on Linux. Returns how many sockets it changed.
+int disable_nagle(const std::string& host, uint16_t port) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found)
+      != 0)
+    return 0;
+  std::vector<sockaddr_storage> peers;
+  for (auto* ai = found; ai != nullptr; ai = ai->ai_next) {
+    sockaddr_storage addr{};
+    std::memcpy(&addr, ai->ai_addr,
+                std::min<std::size_t>(ai->ai_addrlen, sizeof(addr)));
+    peers.push_back(addr);
+  }
+  ::freeaddrinfo(found);
+  int changed = 0;
+  auto* dir = ::opendir("/proc/self/fd");
+  if (dir == nullptr)
+    return 0;
+  while (auto* entry = ::readdir(dir)) {
+    if (entry->d_name[0] == '.')
+      continue;
+    int fd = std::atoi(entry->d_name);
+    int type = 0;
+    socklen_t len = sizeof(type);
+    if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0
+        || type != SOCK_STREAM)
+      continue;
+    sockaddr_storage peer{};
+    socklen_t peer_len = sizeof(peer);
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0)
+      continue;
+    for (auto& want : peers)
+      if (same_endpoint(peer, want)) {
+        int on = 1;
+        if (::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) == 0)
+          ++changed;
+        break;
+      }
+  }
+  ::closedir(dir);
+  return changed;
+}
+
+} // namespace
+
 bool paho_client::on_connected() {
+  if (disable_nagle(opts_.host, opts_.port) == 0)
+    spdlog::debug("mqtt-client could not find its socket to {}:{} to turn "
+                  "off Nagle's algorithm",
+                  opts_.host, opts_.port);
   connected_ = true;
   protocol_version_ = version_;
   connects_.fetch_add(1, std::memory_order_relaxed);

@@ -137,12 +137,15 @@ class udp_receiver_impl final : public udp_receiver {
 public:
   udp_receiver_impl(std::vector<std::unique_ptr<udp_socket>> sockets,
                     std::size_t batch, std::size_t max_datagram,
-                    batch_handler handler)
+                    batch_handler handler, std::function<bool()> flush,
+                    std::chrono::milliseconds linger)
     : sockets_(std::move(sockets)),
       batch_(batch),
       slot_size_(max_datagram + 1),
       max_datagram_(max_datagram),
-      handler_(std::move(handler)) {
+      handler_(std::move(handler)),
+      flush_(std::move(flush)),
+      linger_ms_(static_cast<int>(std::max<std::int64_t>(1, linger.count()))) {
     // Allocated once and reused. `new char[]` leaves the memory untouched, so
     // pages the kernel never writes into do not count towards RSS.
     data_.reset(new char[batch_ * slot_size_]);
@@ -245,8 +248,9 @@ private:
     for (std::size_t i = 0; i < sockets_.size(); ++i)
       fds[i] = pollfd{sockets_[i]->fd, POLLIN, 0};
     fds.back() = pollfd{stop_fd_, POLLIN, 0};
+    bool holding = false;
     for (;;) {
-      auto rc = ::poll(fds.data(), fds.size(), -1);
+      auto rc = ::poll(fds.data(), fds.size(), holding ? linger_ms_ : -1);
       if (rc < 0) {
         if (errno == EINTR)
           continue;
@@ -256,12 +260,32 @@ private:
                          errno_text(errno));
         return;
       }
-      if (fds.back().revents != 0)
+      if (rc > 0 && fds.back().revents != 0)
         return;
-      for (std::size_t i = 0; i < sockets_.size(); ++i)
-        if (fds[i].revents != 0)
-          drain(i);
+      if (rc > 0)
+        for (std::size_t i = 0; i < sockets_.size(); ++i)
+          if (fds[i].revents != 0)
+            drain(i);
+      if (flush_)
+        holding = call_flush();
     }
+  }
+
+  /// Runs the flush hook; an exception counts as a handler error and drops
+  /// nothing held by the hook's owner from our side.
+  bool call_flush() {
+    try {
+      return flush_();
+    } catch (const std::exception& e) {
+      log_throttled(last_handler_error_log_, suppressed_handler_errors_,
+                    "udp-receiver flush hook failed: {}", e.what());
+    } catch (...) {
+      log_throttled(last_handler_error_log_, suppressed_handler_errors_,
+                    "udp-receiver flush hook failed: {}",
+                    "unknown exception");
+    }
+    handler_errors_.fetch_add(1, std::memory_order_release);
+    return false;
   }
 
   /// Receives from socket `index` until EAGAIN (or a fairness limit).
@@ -398,6 +422,8 @@ private:
   std::size_t slot_size_;
   std::size_t max_datagram_;
   batch_handler handler_;
+  std::function<bool()> flush_;
+  int linger_ms_;
 
   // Receive buffers, allocated once (receive thread only).
   std::unique_ptr<char[]> data_;
@@ -532,9 +558,9 @@ std::unique_ptr<udp_receiver> start_udp_receiver(const udp_receiver_options& opt
   }
   std::unique_ptr<udp_receiver_impl> result;
   try {
-    result = std::make_unique<udp_receiver_impl>(std::move(sockets), opts.batch,
-                                                 opts.max_datagram,
-                                                 std::move(handler));
+    result = std::make_unique<udp_receiver_impl>(
+      std::move(sockets), opts.batch, opts.max_datagram, std::move(handler),
+      opts.flush, opts.linger);
   } catch (const std::bad_alloc&) {
     // `sockets` was moved into the constructor; its members close them.
     error = "udp-receiver cannot allocate its receive buffers";

@@ -38,6 +38,13 @@ struct udp_receiver_options {
   std::size_t batch = 64;
   /// Largest datagram kept whole; longer ones arrive with truncated = true.
   std::size_t max_datagram = 65507;
+  /// Called on the receive thread after every round of receiving, and again
+  /// `linger` later while it returns true ("I still hold data"). Lets the
+  /// handler collect datagrams into larger batches and send them on at the
+  /// latest `linger` after the first, instead of waking its consumers for
+  /// every datagram. Empty: not called.
+  std::function<bool()> flush;
+  std::chrono::milliseconds linger{1};
 };
 
 /// Counters per socket, readable from any thread.

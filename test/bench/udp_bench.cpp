@@ -11,7 +11,7 @@
 //
 //     udp_bench --butler build/butler [--rates 10000,25000,50000,75000,100000]
 //               [--seconds 5] [--runs 1] [--full] [--fresh] [--quiet-ms 1000]
-//               [--baseline] [--timeline] [--keep]
+//               [--baseline] [--timeline] [--no-echo] [--keep]
 //
 //   --butler    the butler binary (required)
 //   --rates     target send rates, events/s
@@ -27,6 +27,10 @@
 //               and subscriber manage on this machine at the moment, so that
 //               a busy machine shows as such
 //   --timeline  also print sent, lost and latency per second of each run
+//   --no-echo   set subscriptionRootTopic to butler-bench/in/# (and
+//               taskStartTopic under it): by default
+//               (qliksense/#) butler subscribes to its own task failure
+//               topic, so the broker sends every event back to butler too
 //   --keep      keep the scratch directory (config, butler log)
 //
 // Prints per run: target and achieved send rate, received, lost, latency
@@ -69,7 +73,6 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -988,6 +991,7 @@ struct options {
   bool keep = false;
   bool baseline = false;
   bool timeline = false;
+  bool no_echo = false;
 };
 
 [[noreturn]] void usage(const char* why) {
@@ -995,7 +999,8 @@ struct options {
                "udp_bench: %s\n"
                "usage: udp_bench --butler PATH [--rates 10000,25000,...] "
                "[--seconds 5] [--runs 1] [--full] [--fresh] "
-               "[--quiet-ms 1000] [--baseline] [--timeline] [--keep]\n",
+               "[--quiet-ms 1000] [--baseline] [--timeline] [--no-echo] "
+               "[--keep]\n",
                why);
   std::exit(2);
 }
@@ -1034,6 +1039,8 @@ options parse_options(int argc, char** argv) {
         opts.baseline = true;
       } else if (arg == "--timeline") {
         opts.timeline = true;
+      } else if (arg == "--no-echo") {
+        opts.no_echo = true;
       } else if (arg == "--help" || arg == "-h") {
         usage("end-to-end benchmark of butler's UDP -> MQTT path");
       } else {
@@ -1209,8 +1216,12 @@ private:
            "\"brokerPort\": "
         << broker_.port()
         << ", \"reconnectMinMs\": 50, \"reconnectMaxMs\": 500, "
-           "\"taskFailureSendFull\": "
-        << (opts_.full ? "true" : "false") << "},\n"
+        << (opts_.no_echo
+              ? "\"subscriptionRootTopic\": \"butler-bench/in/#\", "
+                "\"taskStartTopic\": \"butler-bench/in/start_task\", "
+              : "")
+        << "\"taskFailureSendFull\": " << (opts_.full ? "true" : "false")
+        << "},\n"
         << "  \"udpServerConfig\": {\"enable\": true, \"serverHost\": "
            "\"127.0.0.1\", \"portTaskFailure\": "
         << udp_port_ << ", \"portSessionConnectionEvents\": " << session_port_
@@ -1234,6 +1245,12 @@ private:
                 opts_.seconds, opts_.runs,
                 opts_.fresh ? "a fresh" : "one", opts_.full ? "on" : "off",
                 opts_.quiet_ms);
+    std::printf("  subscriptionRootTopic %s\n",
+                opts_.no_echo
+                  ? "butler-bench/in/# (--no-echo: butler does not get its "
+                    "own events back)"
+                  : "qliksense/# (the default: butler also receives every "
+                    "event it publishes)");
     if (opts_.baseline)
       std::printf("  \"broker only\" rows: this program publishes the same "
                   "rate straight to mosquitto (no butler)\n");

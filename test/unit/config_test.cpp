@@ -222,6 +222,7 @@ void expect_same_config(const butler_config& a, const butler_config& b) {
   EXPECT_EQ(a.slack.task_failure_channel, b.slack.task_failure_channel);
   EXPECT_EQ(a.directories.qvd_path, b.directories.qvd_path);
   EXPECT_EQ(a.runtime.worker_threads, b.runtime.worker_threads);
+  EXPECT_EQ(a.runtime.scheduler_policy, b.runtime.scheduler_policy);
   EXPECT_EQ(a.supervisor.restart_min, b.supervisor.restart_min);
   EXPECT_EQ(a.supervisor.restart_max, b.supervisor.restart_max);
   EXPECT_EQ(a.supervisor.stable_after, b.supervisor.stable_after);
@@ -269,6 +270,7 @@ TEST(config, minimal_file_gives_all_defaults) {
   EXPECT_TRUE(r.config.mqtt.client_id.empty());
   EXPECT_EQ(r.config.udp.queue_max_size, 20'000u);
   EXPECT_EQ(r.config.runtime.worker_threads, 2);
+  EXPECT_EQ(r.config.runtime.scheduler_policy, "sharing");
 }
 
 TEST(config, null_values_count_as_not_set) {
@@ -401,6 +403,7 @@ TEST(config, full_file_sets_every_key) {
 
   EXPECT_EQ(c.directories.qvd_path, "/data/qvd");
   EXPECT_EQ(c.runtime.worker_threads, 4);
+  EXPECT_EQ(c.runtime.scheduler_policy, "stealing");
   EXPECT_EQ(c.supervisor.restart_min, 200ms);
   EXPECT_EQ(c.supervisor.restart_max, 60s);
   EXPECT_EQ(c.supervisor.stable_after, 120s);

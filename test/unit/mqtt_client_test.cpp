@@ -7,6 +7,10 @@
 
 #include <gtest/gtest.h>
 
+#include <netinet/tcp.h>
+
+#include <dirent.h>
+
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
 
@@ -678,6 +682,42 @@ TEST_P(mqtt_client_test, connects_and_publishes_the_status_message) {
                               status.topic, "-C", "1", "-v", "-W", "5"});
   EXPECT_EQ(sub.exit_code, 0) << sub.output;
   EXPECT_EQ(sub.output, status.topic + " " + status.payload + "\n");
+}
+
+/// Returns the TCP_NODELAY setting of this process's socket connected to
+/// 127.0.0.1:`port`, or -1 if there is none.
+int nodelay_of_socket_to(uint16_t port) {
+  auto* dir = ::opendir("/proc/self/fd");
+  if (dir == nullptr)
+    return -1;
+  int result = -1;
+  while (auto* entry = ::readdir(dir)) {
+    int fd = std::atoi(entry->d_name);
+    sockaddr_in peer{};
+    socklen_t len = sizeof(peer);
+    if (entry->d_name[0] == '.'
+        || ::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0
+        || peer.sin_family != AF_INET || ntohs(peer.sin_port) != port)
+      continue;
+    int on = 0;
+    socklen_t on_len = sizeof(on);
+    if (::getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, &on_len) == 0)
+      result = on != 0 ? 1 : 0;
+  }
+  ::closedir(dir);
+  return result;
+}
+
+TEST_P(mqtt_client_test, turns_off_nagle_on_its_broker_connection) {
+  // With Nagle on, a stream of small publishes waits for the broker's
+  // delayed ACKs (up to 40 ms each).
+  start_broker();
+  recorder rec;
+  auto client = mqtt::make_paho_client(options("butler-nodelay"));
+  client->bind(rec.callbacks());
+  client->start();
+  ASSERT_TRUE(eventually([&] { return rec.count_events(true) == 1; }));
+  EXPECT_EQ(nodelay_of_socket_to(broker_.port()), 1);
 }
 
 TEST_P(mqtt_client_test, delivers_1000_messages_in_order) {

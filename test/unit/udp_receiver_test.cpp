@@ -742,3 +742,48 @@ TEST(udp_receiver, survives_stop_called_from_its_own_handler) {
 }
 
 } // namespace
+
+// -- the flush hook -----------------------------------------------------------
+
+TEST(udp_receiver, flush_runs_after_each_round_and_again_while_holding) {
+  collector got;
+  auto opts = loopback_options({0});
+  std::atomic<int> flushes{0};
+  std::atomic<int> hold_for{0};
+  opts.linger = std::chrono::milliseconds{5};
+  // Says "still holding" for a few calls after a datagram, like a handler
+  // collecting events that must go out at the latest `linger` later.
+  opts.flush = [&] {
+    ++flushes;
+    return hold_for.fetch_sub(1) > 0;
+  };
+  std::string error;
+  auto rx = start_udp_receiver(opts, got.handler(), error);
+  ASSERT_NE(rx, nullptr) << error;
+  // Idle: nothing received, no flush call.
+  std::this_thread::sleep_for(std::chrono::milliseconds{30});
+  EXPECT_EQ(flushes.load(), 0);
+  hold_for = 3;
+  sender tx;
+  ASSERT_TRUE(tx.send(rx->ports()[0], "one"));
+  // One call after the round that received it, then three more at linger
+  // intervals while it returns true, then none.
+  ASSERT_TRUE(eventually([&] { return flushes.load() == 4; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds{50});
+  EXPECT_EQ(flushes.load(), 4);
+  EXPECT_EQ(got.size(), 1u);
+}
+
+TEST(udp_receiver, a_throwing_flush_hook_is_counted_and_receiving_goes_on) {
+  collector got;
+  auto opts = loopback_options({0});
+  opts.flush = []() -> bool { throw std::runtime_error("flush broke"); };
+  std::string error;
+  auto rx = start_udp_receiver(opts, got.handler(), error);
+  ASSERT_NE(rx, nullptr) << error;
+  sender tx;
+  ASSERT_TRUE(tx.send(rx->ports()[0], "a"));
+  ASSERT_TRUE(tx.send(rx->ports()[0], "b"));
+  ASSERT_TRUE(eventually([&] { return got.size() == 2; }));
+  EXPECT_GE(rx->stats()[0].handler_errors, 1u);
+}
