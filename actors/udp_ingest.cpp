@@ -19,6 +19,8 @@ using self_ptr = udp_ingest_actor::stateful_pointer<udp_ingest_state>;
 
 constexpr auto drain_poll = std::chrono::milliseconds{10};
 constexpr auto shed_log_interval = std::chrono::seconds{10};
+/// How often a summary of the counters is logged (only when they moved).
+constexpr auto report_interval = std::chrono::seconds{60};
 
 /// Returns the numeric addresses of `name` (an IP literal or a host name).
 std::vector<std::string> resolve(const std::string& name) {
@@ -166,6 +168,62 @@ std::function<bool()> make_flush(std::shared_ptr<ingest_context> ctx,
   };
 }
 
+/// Returns the counters as the status reply carries them.
+udp_ingest_status status_of(const udp_ingest_state& st) {
+  udp_ingest_status result;
+  result.listening = static_cast<bool>(st.receiver);
+  auto stats = st.ctx->pipeline.stats();
+  result.received = stats.received;
+  result.accepted = stats.accepted;
+  for (std::size_t i = 0; i < stats.rejected.size(); ++i)
+    if (stats.rejected[i] > 0)
+      result.rejected.emplace_back(
+        events::to_string(static_cast<events::reject_reason>(i)),
+        stats.rejected[i]);
+  result.shed = st.ctx->shed.load();
+  result.in_flight = static_cast<std::uint64_t>(
+    std::max<std::int64_t>(0, st.ctx->in_flight.load()));
+  if (st.receiver) {
+    result.ports = st.receiver->ports();
+    for (auto& s : st.receiver->stats())
+      result.kernel_drops += s.kernel_drops;
+  }
+  return result;
+}
+
+/// Logs what the counters did since the last summary: info for traffic,
+/// warn when anything was lost (shed, or dropped by the kernel because the
+/// socket buffer was full).
+void report(self_ptr self) {
+  auto& st = self->state;
+  auto now = status_of(st);
+  auto& was = st.last_report;
+  if (now.received == was.received && now.kernel_drops == was.kernel_drops) {
+    st.last_report = std::move(now);
+    return;
+  }
+  std::uint64_t rejected = 0;
+  for (auto& [reason, count] : now.rejected)
+    rejected += count;
+  for (auto& [reason, count] : was.rejected)
+    rejected -= count;
+  auto shed = now.shed - was.shed;
+  auto drops = now.kernel_drops - was.kernel_drops;
+  if (shed > 0 || drops > 0)
+    spdlog::warn("{} in the last {} s: received {}, accepted {}, rejected {}, "
+                 "shed {} (in-flight limit), lost {} in the kernel (socket "
+                 "buffer full)",
+                 self->name(), report_interval.count(),
+                 now.received - was.received, now.accepted - was.accepted,
+                 rejected, shed, drops);
+  else
+    spdlog::info("{} in the last {} s: received {}, accepted {}, rejected {}",
+                 self->name(), report_interval.count(),
+                 now.received - was.received, now.accepted - was.accepted,
+                 rejected);
+  st.last_report = std::move(now);
+}
+
 } // namespace
 
 std::shared_ptr<ingest_context> make_ingest_context(const udp_config& cfg) {
@@ -221,31 +279,12 @@ udp_ingest(udp_ingest_actor::stateful_pointer<udp_ingest_state> self,
     spdlog::info("{} receives task events on {}:{} and session events on "
                  "{}:{}",
                  self->name(), st.cfg.host, ports[0], st.cfg.host, ports[1]);
+    st.last_report = status_of(st);
+    self->delayed_send(self, report_interval, atom::report_v);
   }
   return {
     [=](event_batch& batch) { forward(self, std::move(batch)); },
-    [=](atom::status) {
-      auto& st = self->state;
-      udp_ingest_status result;
-      result.listening = static_cast<bool>(st.receiver);
-      auto stats = st.ctx->pipeline.stats();
-      result.received = stats.received;
-      result.accepted = stats.accepted;
-      for (std::size_t i = 0; i < stats.rejected.size(); ++i)
-        if (stats.rejected[i] > 0)
-          result.rejected.emplace_back(
-            events::to_string(static_cast<events::reject_reason>(i)),
-            stats.rejected[i]);
-      result.shed = st.ctx->shed.load();
-      result.in_flight = static_cast<std::uint64_t>(
-        std::max<std::int64_t>(0, st.ctx->in_flight.load()));
-      if (st.receiver) {
-        result.ports = st.receiver->ports();
-        for (auto& s : st.receiver->stats())
-          result.kernel_drops += s.kernel_drops;
-      }
-      return result;
-    },
+    [=](atom::status) { return status_of(self->state); },
     [=](atom::drain, caf::timespan grace) -> caf::result<bool> {
       auto& st = self->state;
       if (st.drain_promise.pending())
@@ -262,6 +301,10 @@ udp_ingest(udp_ingest_actor::stateful_pointer<udp_ingest_state> self,
       auto promise = st.drain_promise;
       check_drain(self);
       return promise;
+    },
+    [=](atom::report) {
+      report(self);
+      self->delayed_send(self, report_interval, atom::report_v);
     },
     [=](atom::tick) {
       auto& st = self->state;

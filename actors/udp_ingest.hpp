@@ -74,6 +74,8 @@ struct udp_ingest_state {
   std::deque<event_batch> waiting;
   caf::typed_response_promise<bool> drain_promise;
   caf::actor_clock::time_point drain_deadline;
+  /// The counters at the last summary line.
+  udp_ingest_status last_report;
 
   ~udp_ingest_state();
 };

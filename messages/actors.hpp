@@ -83,6 +83,8 @@ using udp_ingest_actor = caf::typed_actor<
   caf::replies_to<atom::drain, caf::timespan>::with<bool>,
   // Checks on a pending drain (a periodic message to itself).
   caf::reacts_to<atom::tick>,
+  // Logs what changed in the counters (a periodic message to itself).
+  caf::reacts_to<atom::report>,
   // Learns the current handle of a (re)started peer.
   caf::reacts_to<peer_up>>;
 

@@ -21,3 +21,5 @@ CAF_ADD_ATOM(butler_atoms, butler::atom, tick, "tick")
 CAF_ADD_ATOM(butler_atoms, butler::atom, subscribe, "subscribe")
 /// Tags a query for the active users.
 CAF_ADD_ATOM(butler_atoms, butler::atom, users, "users")
+/// Tags a periodic summary of an actor's counters for the log.
+CAF_ADD_ATOM(butler_atoms, butler::atom, report, "report")
