@@ -1,7 +1,8 @@
 #pragma once
 
-// A stand-in for mqtt_link that speaks its typed interface and answers
-// publishes the way a test asks: accept, fail with an error, or never answer.
+// A stand-in for mqtt_link that speaks its typed interface, answers
+// publishes the way a test asks (accept, fail with an error, or never
+// answer) and records fire-and-forget publishes.
 
 #include "messages/actors.hpp"
 #include "messages/error.hpp"
@@ -22,6 +23,10 @@ struct fake_link_script {
   /// The error used in fail mode.
   ec code = ec::backlog_full;
   std::atomic<int> publishes{0};
+  /// Fire-and-forget publishes, in arrival order (read them from the test
+  /// thread only while the actor system is idle, e.g. under the test
+  /// scheduler).
+  std::vector<mqtt_publish_request> notes;
 };
 
 struct fake_mqtt_link_state {
@@ -48,7 +53,10 @@ fake_mqtt_link(mqtt_link_actor::stateful_pointer<fake_mqtt_link_state> self,
           return caf::ok_atom::value;
       }
     },
-    [=](std::vector<mqtt_publish_request>&) {},
+    [=](std::vector<mqtt_publish_request>& reqs) {
+      for (auto& r : reqs)
+        script->notes.push_back(std::move(r));
+    },
     [=](const event_batch&) {},
     [=](atom::subscribe, std::string&, mqtt_inbound_handler_actor&) {},
     [=](mqtt_inbound&) {},

@@ -35,6 +35,11 @@ public:
     return sink_->lines();
   }
 
+  /// Returns how many lines contain `text`.
+  std::size_t count(const std::string& text) const {
+    return matching(text).size();
+  }
+
   /// Returns the lines that contain `text`.
   std::vector<std::string> matching(const std::string& text) const {
     std::vector<std::string> result;

@@ -1,6 +1,7 @@
 #include "actors/event_router.hpp"
 
 #include "actors/session_tracker.hpp"
+#include "test/fakes/fake_mqtt_link.hpp"
 #include "test/support/caf_fixture.hpp"
 
 #include <caf/event_based_actor.hpp>
@@ -164,39 +165,17 @@ TEST_F(event_router_test, holds_batches_for_a_sink_until_it_is_back) {
 
 namespace {
 
-struct publish_log {
-  std::vector<mqtt_publish_request> publishes;
-};
-
-/// Stands in for mqtt_link: records fire-and-forget publishes.
-mqtt_link_actor::behavior_type recording_link(mqtt_link_actor::pointer,
-                                              std::shared_ptr<publish_log> log) {
-  return {
-    [=](mqtt_publish_request&) { return caf::ok_atom::value; },
-    [=](std::vector<mqtt_publish_request>& reqs) {
-      for (auto& r : reqs)
-        log->publishes.push_back(r);
-    },
-    [=](const event_batch&) {},
-    [=](atom::subscribe, std::string&, mqtt_inbound_handler_actor&) {},
-    [=](mqtt_inbound&) {},
-    [=](mqtt_connection_changed&) {},
-    [=](atom::status) { return mqtt_link_status{}; },
-    [=](atom::drain, caf::timespan) { return true; },
-    [=](atom::tick) {},
-    [=](peer_up&) {},
-  };
-}
-
 struct session_tracker_test : test::caf_fixture {
-  std::shared_ptr<publish_log> published = std::make_shared<publish_log>();
+  std::shared_ptr<test::fake_link_script> link_script
+    = std::make_shared<test::fake_link_script>();
+  std::vector<mqtt_publish_request>& publishes = link_script->notes;
   session_tracker_actor tracker;
 
   session_tracker_test() {
     mqtt_config cfg;
     cfg.enable = true;
     tracker = sys.spawn(session_tracker, cfg);
-    auto link = sys.spawn(recording_link, published);
+    auto link = sys.spawn(test::fake_mqtt_link, link_script);
     caf::anon_send(tracker,
                    peer_up{"mqtt-link", caf::actor_cast<caf::actor>(link)});
     consume_messages();
@@ -225,30 +204,30 @@ TEST_F(session_tracker_test, sessions_make_users_active_connections_do_not) {
   apply({user_event(k::session_start, "CORP", "anna"),
          user_event(k::connection_open, "CORP", "bo")});
   EXPECT_EQ(users(), (std::vector<std::string>{"anna"}));
-  ASSERT_EQ(published->publishes.size(), 2u);
-  EXPECT_EQ(published->publishes[0].topic, "qliksense/users/active/count");
-  EXPECT_EQ(published->publishes[0].payload, "1");
-  EXPECT_EQ(published->publishes[1].topic, "qliksense/users/active/usernames");
-  EXPECT_EQ(published->publishes[1].payload, R"(["anna"])");
+  ASSERT_EQ(publishes.size(), 2u);
+  EXPECT_EQ(publishes[0].topic, "qliksense/users/active/count");
+  EXPECT_EQ(publishes[0].payload, "1");
+  EXPECT_EQ(publishes[1].topic, "qliksense/users/active/usernames");
+  EXPECT_EQ(publishes[1].payload, R"(["anna"])");
 }
 
 TEST_F(session_tracker_test, a_user_stays_active_until_the_last_session_stops) {
   apply({user_event(k::session_start, "CORP", "anna")});
   apply({user_event(k::session_start, "CORP", "anna")});
-  EXPECT_EQ(published->publishes.size(), 2u) << "no change, no publish";
+  EXPECT_EQ(publishes.size(), 2u) << "no change, no publish";
   apply({user_event(k::session_stop, "CORP", "anna")});
   EXPECT_EQ(users(), (std::vector<std::string>{"anna"}));
   apply({user_event(k::session_stop, "CORP", "anna")});
   EXPECT_TRUE(users().empty());
-  ASSERT_EQ(published->publishes.size(), 4u);
-  EXPECT_EQ(published->publishes[2].payload, "0");
-  EXPECT_EQ(published->publishes[3].payload, "[]");
+  ASSERT_EQ(publishes.size(), 4u);
+  EXPECT_EQ(publishes[2].payload, "0");
+  EXPECT_EQ(publishes[3].payload, "[]");
 }
 
 TEST_F(session_tracker_test, a_stop_without_a_start_changes_nothing) {
   apply({user_event(k::session_stop, "CORP", "ghost")});
   EXPECT_TRUE(users().empty());
-  EXPECT_TRUE(published->publishes.empty());
+  EXPECT_TRUE(publishes.empty());
   auto st = ask<counters_status>(tracker, atom::status_v);
   EXPECT_EQ(st.get("unmatched_stops"), 1u);
 }
@@ -260,9 +239,9 @@ TEST_F(session_tracker_test, every_change_in_a_batch_is_published) {
          user_event(k::session_start, "EXT", "anna")});
   EXPECT_EQ(users(), (std::vector<std::string>{"anna", "bo", "anna"}));
   // Three changes (bo's second session is none), two messages each.
-  ASSERT_EQ(published->publishes.size(), 6u);
-  EXPECT_EQ(published->publishes[0].payload, "1");
-  EXPECT_EQ(published->publishes[2].payload, "2");
-  EXPECT_EQ(published->publishes[3].payload, R"(["anna","bo"])");
-  EXPECT_EQ(published->publishes[4].payload, "3");
+  ASSERT_EQ(publishes.size(), 6u);
+  EXPECT_EQ(publishes[0].payload, "1");
+  EXPECT_EQ(publishes[2].payload, "2");
+  EXPECT_EQ(publishes[3].payload, R"(["anna","bo"])");
+  EXPECT_EQ(publishes[4].payload, "3");
 }

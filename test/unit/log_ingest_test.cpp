@@ -1,8 +1,9 @@
 #include "net/log_ingest.hpp"
 
+#include "test/support/log_capture.hpp"
+
 #include <gtest/gtest.h>
 
-#include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
 
 #include <atomic>
@@ -50,27 +51,6 @@ const std::string engine = "/engine-reload-failed/;sense-node-1;" + app_id
                              "Script error";
 const std::string start_session = "sense-node-1;Start session;CORP;anna";
 
-/// Collects the text of every log line.
-class collecting_sink : public spdlog::sinks::base_sink<std::mutex> {
-public:
-  std::vector<std::string> lines() {
-    std::lock_guard<std::mutex> guard{mutex_};
-    return lines_;
-  }
-
-protected:
-  void sink_it_(const spdlog::details::log_msg& msg) override {
-    lines_.emplace_back(msg.payload.data(), msg.payload.size());
-  }
-
-  void flush_() override {
-    // nop
-  }
-
-private:
-  std::vector<std::string> lines_;
-};
-
 /// Records the keys a pipeline asks about, on top of a real set.
 class recording_set : public expiring_set {
 public:
@@ -104,18 +84,6 @@ std::uint64_t rejected(const ingest_pipeline& p, reject_reason reason) {
 
 class log_ingest : public testing::Test {
 protected:
-  void SetUp() override {
-    previous_ = spdlog::default_logger();
-    sink_ = std::make_shared<collecting_sink>();
-    auto logger = std::make_shared<spdlog::logger>("test", sink_);
-    logger->set_level(spdlog::level::trace);
-    spdlog::set_default_logger(logger);
-  }
-
-  void TearDown() override {
-    spdlog::set_default_logger(previous_);
-  }
-
   std::optional<log_event> task(ingest_pipeline& p, const std::string& data,
                                 time_point now = at(0ms)) {
     return p.process(port_kind::task, data, "10.0.0.5", 53211, now);
@@ -127,11 +95,10 @@ protected:
   }
 
   std::vector<std::string> lines() {
-    return sink_->lines();
+    return log_.lines();
   }
 
-  std::shared_ptr<spdlog::logger> previous_;
-  std::shared_ptr<collecting_sink> sink_;
+  butler::test::log_capture log_;
 };
 
 } // namespace

@@ -1,6 +1,7 @@
 #include "net/mqtt_client.hpp"
 
 #include "test/support/eventually.hpp"
+#include "test/support/log_capture.hpp"
 #include "test/support/free_port.hpp"
 #include "test/support/mosquitto_broker.hpp"
 #include "test/support/test_certs.hpp"
@@ -11,7 +12,6 @@
 
 #include <dirent.h>
 
-#include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
 
 #include <atomic>
@@ -90,59 +90,9 @@ private:
   std::vector<std::pair<bool, std::string>> events_;
 };
 
-/// Collects the text of every log line.
-class collecting_sink : public spdlog::sinks::base_sink<std::mutex> {
-public:
-  std::vector<std::string> lines() {
-    std::lock_guard<std::mutex> guard{mutex_};
-    return lines_;
-  }
-
-protected:
-  void sink_it_(const spdlog::details::log_msg& msg) override {
-    lines_.emplace_back(msg.payload.data(), msg.payload.size());
-  }
-
-  void flush_() override {
-    // nop
-  }
-
-private:
-  std::vector<std::string> lines_;
-};
-
 /// Sends the log to a collecting sink while it lives. Create it before the
 /// clients and let it go after them: a client thread may log any time.
-class log_capture {
-public:
-  log_capture()
-    : previous_(spdlog::default_logger()),
-      sink_(std::make_shared<collecting_sink>()) {
-    auto logger = std::make_shared<spdlog::logger>("mqtt-test", sink_);
-    logger->set_level(spdlog::level::trace);
-    spdlog::set_default_logger(logger);
-  }
-
-  ~log_capture() {
-    spdlog::set_default_logger(previous_);
-  }
-
-  log_capture(const log_capture&) = delete;
-  log_capture& operator=(const log_capture&) = delete;
-
-  /// Returns how many lines contain `text`.
-  std::size_t count(const std::string& text) {
-    std::size_t n = 0;
-    for (const auto& line : sink_->lines())
-      if (line.find(text) != std::string::npos)
-        ++n;
-    return n;
-  }
-
-private:
-  std::shared_ptr<spdlog::logger> previous_;
-  std::shared_ptr<collecting_sink> sink_;
-};
+using log_capture = butler::test::log_capture;
 
 /// Returns the warning the client logs when it falls back to 3.1.1.
 std::string fallback_warning(uint16_t port) {

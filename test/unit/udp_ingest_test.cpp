@@ -1,6 +1,7 @@
 #include "actors/udp_ingest.hpp"
 
 #include "messages/error.hpp"
+#include "test/fakes/fake_mqtt_link.hpp"
 #include "test/support/caf_fixture.hpp"
 #include "test/support/eventually.hpp"
 #include "test/support/log_capture.hpp"
@@ -43,29 +44,6 @@ event_router_actor::behavior_type fake_router(event_router_actor::pointer,
   };
 }
 
-struct publish_log {
-  std::vector<mqtt_publish_request> publishes;
-};
-
-mqtt_link_actor::behavior_type fake_link(mqtt_link_actor::pointer,
-                                         std::shared_ptr<publish_log> log) {
-  return {
-    [=](mqtt_publish_request&) { return caf::ok_atom::value; },
-    [=](std::vector<mqtt_publish_request>& reqs) {
-      for (auto& r : reqs)
-        log->publishes.push_back(r);
-    },
-    [=](const event_batch&) {},
-    [=](atom::subscribe, std::string&, mqtt_inbound_handler_actor&) {},
-    [=](mqtt_inbound&) {},
-    [=](mqtt_connection_changed&) {},
-    [=](atom::status) { return mqtt_link_status{}; },
-    [=](atom::drain, caf::timespan) { return true; },
-    [=](atom::tick) {},
-    [=](peer_up&) {},
-  };
-}
-
 void send_datagram(uint16_t port, const std::string& text) {
   int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
   sockaddr_in to{};
@@ -91,7 +69,9 @@ struct udp_ingest_test : test::caf_fixture {
   udp_config cfg;
   mqtt_config mqtt_cfg;
   std::shared_ptr<router_log> routed = std::make_shared<router_log>();
-  std::shared_ptr<publish_log> published = std::make_shared<publish_log>();
+  std::shared_ptr<test::fake_link_script> link_script
+    = std::make_shared<test::fake_link_script>();
+  std::vector<mqtt_publish_request>& publishes = link_script->notes;
   std::shared_ptr<ingest_context> ctx;
   udp_ingest_actor ingest;
 
@@ -113,7 +93,7 @@ struct udp_ingest_test : test::caf_fixture {
     ctx = make_ingest_context(cfg);
     ingest = sys.spawn(udp_ingest, cfg, mqtt_cfg, ctx);
     auto router = sys.spawn(fake_router, routed);
-    auto link = sys.spawn(fake_link, published);
+    auto link = sys.spawn(test::fake_mqtt_link, link_script);
     caf::anon_send(ingest,
                    peer_up{"event-router", caf::actor_cast<caf::actor>(router)});
     caf::anon_send(ingest, peer_up{"mqtt-link", caf::actor_cast<caf::actor>(link)});
@@ -138,11 +118,11 @@ struct udp_ingest_test : test::caf_fixture {
 
 TEST_F(udp_ingest_test, announces_start_and_forwards_accepted_events) {
   start();
-  ASSERT_EQ(published->publishes.size(), 2u);
-  EXPECT_EQ(published->publishes[0].topic,
+  ASSERT_EQ(publishes.size(), 2u);
+  EXPECT_EQ(publishes[0].topic,
             "qliksense/butler/task_failure_server");
-  EXPECT_EQ(published->publishes[0].payload, "start");
-  EXPECT_EQ(published->publishes[1].topic, "qliksense/butler/session_server");
+  EXPECT_EQ(publishes[0].payload, "start");
+  EXPECT_EQ(publishes[1].topic, "qliksense/butler/session_server");
   auto ports = status().ports;
   ASSERT_EQ(ports.size(), 2u);
   send_datagram(ports[0], failure(1));
@@ -195,8 +175,8 @@ TEST_F(udp_ingest_test, a_port_in_use_announces_error_and_fails) {
   ::getsockname(holder, reinterpret_cast<sockaddr*>(&addr), &len);
   cfg.port_task_failure = ntohs(addr.sin_port);
   start();
-  ASSERT_EQ(published->publishes.size(), 2u);
-  EXPECT_EQ(published->publishes[0].payload, "error");
+  ASSERT_EQ(publishes.size(), 2u);
+  EXPECT_EQ(publishes[0].payload, "error");
   EXPECT_FALSE(status().listening);
   EXPECT_EQ(logs.matching("cannot bind UDP").size(), 1u);
   self->monitor(ingest);
