@@ -1,9 +1,12 @@
 #include "actors/actor_system_setup.hpp"
 
+#include "actors/engine_client.hpp"
 #include "actors/event_router.hpp"
 #include "actors/fs_worker.hpp"
 #include "actors/http_ingress.hpp"
 #include "actors/mqtt_link.hpp"
+#include "actors/mqtt_task_starter.hpp"
+#include "actors/qrs_client.hpp"
 #include "actors/session_tracker.hpp"
 #include "actors/slack_egress.hpp"
 #include "actors/supervisor.hpp"
@@ -109,6 +112,35 @@ supervisor_actor start_service(caf::actor_system& sys,
                          sys.spawn(slack_egress, slack_cfg, client));
                      }});
   }
+  if (!cfg.qrs.host.empty()) {
+    // Its own HTTP client: a slow Slack must not hold up task starts.
+    http::client_options opts;
+    opts.max_concurrent = 8;
+    opts.max_host_connections = 8;
+    std::shared_ptr<http::client> client = http::make_curl_client(opts);
+    auto qopts = qrs_options_of(cfg);
+    auto filter = start_filter_of(cfg);
+    specs.push_back({"qrs-client", [client, qopts,
+                                    filter](caf::actor_system& sys) {
+                       return caf::actor_cast<caf::actor>(
+                         sys.spawn(qrs_client, qopts, filter, client));
+                     }});
+  }
+  if (!cfg.engine.host.empty()) {
+    std::shared_ptr<engine::client> client = engine::make_client();
+    auto eopts = engine_options_of(cfg);
+    specs.push_back({"engine-client", [client, eopts](caf::actor_system& sys) {
+                       return caf::actor_cast<caf::actor>(
+                         sys.spawn(engine_client, eopts, client));
+                     }});
+  }
+  if (cfg.mqtt.enable) {
+    auto topic = cfg.mqtt.task_start_topic;
+    specs.push_back({"mqtt-task-starter", [topic](caf::actor_system& sys) {
+                       return caf::actor_cast<caf::actor>(
+                         sys.spawn(mqtt_task_starter, topic));
+                     }});
+  }
   auto mqtt_cfg = cfg.mqtt;
   specs.push_back({"session-tracker", [mqtt_cfg](caf::actor_system& sys) {
                      return caf::actor_cast<caf::actor>(
@@ -127,7 +159,8 @@ supervisor_actor start_service(caf::actor_system& sys,
                      }});
   }
   if (cfg.rest.enable) {
-    http_ingress_options opts{cfg.rest, cfg.endpoints, cfg.mqtt.enable};
+    http_ingress_options opts{cfg.rest, cfg.endpoints, cfg.mqtt.enable,
+                              cfg.qrs.timeout, cfg.engine.timeout};
     specs.push_back({"http-ingress", [opts](caf::actor_system& sys) {
                        return caf::actor_cast<caf::actor>(
                          sys.spawn(http_ingress, opts));

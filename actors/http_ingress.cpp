@@ -37,12 +37,12 @@ void schedule_tick(self_ptr self) {
   }
 }
 
-/// Drops answered calls from the front of the pending queue, so that it
-/// holds about as many entries as there are calls in flight.
+/// Drops answered calls from the front of the pending queues, so that they
+/// hold about as many entries as there are calls in flight.
 void trim_pending(self_ptr self) {
-  auto& pending = self->state.pending;
-  while (!pending.empty() && pending.front().call.expired())
-    pending.pop_front();
+  for (auto& [timeout, calls] : self->state.pending)
+    while (!calls.empty() && calls.front().call.expired())
+      calls.pop_front();
 }
 
 /// Answers 504 for every call whose deadline passed; a reply arriving later
@@ -50,17 +50,20 @@ void trim_pending(self_ptr self) {
 void expire_pending(self_ptr self) {
   auto& st = self->state;
   auto now = self->clock().now();
-  while (!st.pending.empty() && st.pending.front().deadline <= now) {
-    if (auto call = st.pending.front().call.lock()) {
-      auto ms = st.opts.rest.request_timeout.count();
-      spdlog::warn("{} answers 504: {} did not answer {} {} within {} ms",
-                   self->name(), st.pending.front().peer, call->req.method,
-                   call->req.target, ms);
-      call->reply(http::error_response(504, std::string{st.pending.front().peer}
-                                              + " did not answer within "
-                                              + std::to_string(ms) + " ms"));
+  for (auto& [timeout, calls] : st.pending) {
+    while (!calls.empty() && calls.front().deadline <= now) {
+      auto& front = calls.front();
+      if (auto call = front.call.lock()) {
+        auto ms = front.timeout.count();
+        spdlog::warn("{} answers 504: {} did not answer {} {} within {} ms",
+                     self->name(), front.peer, call->req.method,
+                     call->req.target, ms);
+        call->reply(http::error_response(504, std::string{front.peer}
+                                                + " did not answer within "
+                                                + std::to_string(ms) + " ms"));
+      }
+      calls.pop_front();
     }
-    st.pending.pop_front();
   }
   trim_pending(self);
 }
@@ -84,7 +87,7 @@ void on_tick(self_ptr self) {
   st.ticking = false;
   expire_pending(self);
   check_drain(self);
-  if (!st.pending.empty() || st.drain_promise.pending())
+  if (st.has_pending() || st.drain_promise.pending())
     schedule_tick(self);
 }
 
@@ -93,11 +96,13 @@ void on_tick(self_ptr self) {
 /// Butler.restServerConfig.requestTimeoutSeconds passes.
 template <class Reply, class Dest, class Request, class Render>
 void forward(self_ptr self, std::shared_ptr<http_call> call, const Dest& dest,
-             const char* peer, Request req, Render render) {
+             const char* peer, Request req, Render render,
+             std::chrono::milliseconds timeout = std::chrono::milliseconds{0}) {
   auto& st = self->state;
-  st.pending.push_back(
-    pending_call{self->clock().now() + st.opts.rest.request_timeout, call,
-                 peer});
+  if (timeout.count() == 0)
+    timeout = st.opts.rest.request_timeout;
+  st.pending[timeout].push_back(
+    pending_call{self->clock().now() + timeout, call, peer, timeout});
   schedule_tick(self);
   self->request(dest, caf::infinite, std::move(req))
     .then(
@@ -209,6 +214,92 @@ void active_users_call(self_ptr self, std::shared_ptr<http_call> call,
                         });
 }
 
+// -- Qlik Sense ---------------------------------------------------------------
+
+/// The REST deadline for a start: a lookup and a start, each bounded by
+/// configQRS.requestTimeoutSeconds, whose own 504 names QRS.
+std::chrono::milliseconds qrs_deadline(const http_ingress_options& opts) {
+  return opts.qrs_timeout * 2 + std::chrono::seconds{2};
+}
+
+std::chrono::milliseconds engine_deadline(const http_ingress_options& opts) {
+  return opts.engine_timeout + std::chrono::seconds{2};
+}
+
+/// Returns the first path parameter ("{taskId}", "{appId}") or "".
+const std::string& path_param(const http_call& call) {
+  static const std::string none;
+  return call.match.params.empty() ? none : call.match.params.front();
+}
+
+void qrs_ping(self_ptr self, std::shared_ptr<http_call> call) {
+  auto& st = self->state;
+  if (!require_peer(st.qrs, "qrs-client", *call))
+    return;
+  forward<std::string>(
+    self, std::move(call), st.qrs, "qrs-client", atom::ping_v,
+    [](std::string& version) { return rest::qrs_ping_response(version); },
+    qrs_deadline(st.opts));
+}
+
+void start_task(self_ptr self, std::shared_ptr<http_call> call) {
+  auto& st = self->state;
+  auto req = accept(rest::parse_start_task(call->req, call->match.sp,
+                                           path_param(*call)),
+                    *call);
+  if (!req || !require_peer(st.qrs, "qrs-client", *call))
+    return;
+  req->event_id = "r" + std::to_string(++st.next_id);
+  auto sp = call->match.sp;
+  auto copy = *req;
+  forward<task_start_result>(
+    self, std::move(call), st.qrs, "qrs-client", std::move(*req),
+    [copy, sp](task_start_result& result) {
+      return rest::start_task_response(copy, result, sp);
+    },
+    qrs_deadline(st.opts));
+}
+
+void list_apps(self_ptr self, std::shared_ptr<http_call> call) {
+  auto& st = self->state;
+  if (!require_peer(st.engine, "engine-client", *call))
+    return;
+  forward<app_list>(
+    self, std::move(call), st.engine, "engine-client", atom::apps_v,
+    [](app_list& apps) { return rest::list_apps_response(apps); },
+    engine_deadline(st.opts));
+}
+
+void app_dump_call(self_ptr self, std::shared_ptr<http_call> call) {
+  auto& st = self->state;
+  auto req = accept(rest::parse_app_dump(call->req, call->match.sp,
+                                         path_param(*call)),
+                    *call);
+  if (!req || !require_peer(st.engine, "engine-client", *call))
+    return;
+  req->event_id = "r" + std::to_string(++st.next_id);
+  forward<app_dump>(
+    self, std::move(call), st.engine, "engine-client", std::move(*req),
+    [](app_dump& dump) { return rest::app_dump_response(dump); },
+    engine_deadline(st.opts));
+}
+
+void app_reload(self_ptr self, std::shared_ptr<http_call> call) {
+  auto& st = self->state;
+  auto req = accept(rest::parse_app_reload(call->req, path_param(*call)),
+                    *call);
+  if (!req || !require_peer(st.engine, "engine-client", *call))
+    return;
+  req->event_id = "r" + std::to_string(++st.next_id);
+  auto copy = *req;
+  forward<app_reload_result>(
+    self, std::move(call), st.engine, "engine-client", std::move(*req),
+    [copy](app_reload_result& result) {
+      return rest::app_reload_response(copy, result);
+    },
+    engine_deadline(st.opts) + qrs_deadline(st.opts));
+}
+
 /// Builds the handler the I/O threads call for every request.
 http::handler make_handler(caf::weak_actor_ptr ingress,
                            std::shared_ptr<const rest::router> router) {
@@ -317,6 +408,21 @@ http_ingress(http_ingress_actor::stateful_pointer<http_ingress_state> self,
         case rest::endpoint::active_users:
           active_users_call(self, std::move(call), false);
           return;
+        case rest::endpoint::qrs_ping:
+          qrs_ping(self, std::move(call));
+          return;
+        case rest::endpoint::start_task:
+          start_task(self, std::move(call));
+          return;
+        case rest::endpoint::list_apps:
+          list_apps(self, std::move(call));
+          return;
+        case rest::endpoint::app_dump:
+          app_dump_call(self, std::move(call));
+          return;
+        case rest::endpoint::app_reload:
+          app_reload(self, std::move(call));
+          return;
         default:
           call->reply(http::error_response(500, "no handler for this route"));
       }
@@ -346,6 +452,10 @@ http_ingress(http_ingress_actor::stateful_pointer<http_ingress_state> self,
         st.slack = caf::actor_cast<slack_egress_actor>(peer.handle);
       else if (peer.name == "session-tracker")
         st.sessions = caf::actor_cast<session_tracker_actor>(peer.handle);
+      else if (peer.name == "qrs-client")
+        st.qrs = caf::actor_cast<qrs_client_actor>(peer.handle);
+      else if (peer.name == "engine-client")
+        st.engine = caf::actor_cast<engine_client_actor>(peer.handle);
     },
   };
 }

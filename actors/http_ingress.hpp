@@ -17,8 +17,10 @@
 #include <caf/actor_clock.hpp>
 #include <caf/typed_response_promise.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -37,6 +39,10 @@ struct http_ingress_options {
   endpoints_config endpoints;
   /// Whether Butler.mqttConfig.enable is on (else MQTT endpoints answer 503).
   bool mqtt_enabled = false;
+  /// How long a QRS or Engine operation may take (their own timeouts, which
+  /// answer 504 with a precise message, come first).
+  std::chrono::milliseconds qrs_timeout{30'000};
+  std::chrono::milliseconds engine_timeout{600'000};
 };
 
 /// A call forwarded to an actor, waiting for its reply or its deadline.
@@ -46,6 +52,7 @@ struct pending_call {
   std::weak_ptr<http_call> call;
   /// The actor asked, for the 504 message.
   const char* peer;
+  std::chrono::milliseconds timeout;
 };
 
 struct http_ingress_state {
@@ -58,13 +65,23 @@ struct http_ingress_state {
   fs_worker_actor fs;
   slack_egress_actor slack;
   session_tracker_actor sessions;
+  qrs_client_actor qrs;
+  engine_client_actor engine;
   /// Numbers the calls handed to actors, for tracing ("r17").
   std::uint64_t next_id = 0;
-  /// Forwarded calls in deadline order (all share one timeout). Requests go
-  /// out without a CAF timeout, because CAF 0.17 keeps every request timeout
+  /// Forwarded calls by their timeout, each queue in deadline order (calls
+  /// with one timeout expire in the order they went out). Requests go out
+  /// without a CAF timeout, because CAF 0.17 keeps every request timeout
   /// until it fires even when the reply came long before, which grows memory
   /// with the request rate; the periodic tick answers 504 instead.
-  std::deque<pending_call> pending;
+  std::map<std::chrono::milliseconds, std::deque<pending_call>> pending;
+
+  bool has_pending() const {
+    for (auto& [timeout, calls] : pending)
+      if (!calls.empty())
+        return true;
+    return false;
+  }
   /// Whether a tick is scheduled.
   bool ticking = false;
   /// Pending drain: answered when nothing is in flight or at the deadline.

@@ -153,6 +153,45 @@ struct slack_config {
   std::chrono::milliseconds request_timeout = defaults::slack::request_timeout; // requestTimeoutSeconds
 };
 
+/// HTTP header name and value pairs (configQRS.headers.static, ...).
+using header_list = std::vector<std::pair<std::string, std::string>>;
+
+/// Butler.cert: the client certificate exported from the QMC.
+struct sense_cert_config {
+  std::string client_cert;     // clientCert (PEM)
+  std::string client_cert_key; // clientCertKey (PEM)
+  std::string client_cert_ca;  // clientCertCA (PEM): Sense's root
+};
+
+/// Butler.configQRS
+struct qrs_config {
+  std::string host;                              // host (empty: no QRS)
+  uint16_t port = defaults::sense::qrs_port;     // port
+  bool use_ssl = defaults::sense::use_ssl;       // useSSL
+  /// headers.static; X-Qlik-User by default.
+  header_list headers{{defaults::sense::user_header, defaults::sense::user_value}};
+  bool reject_unauthorized = defaults::sense::reject_unauthorized; // rejectUnauthorized
+  std::chrono::milliseconds timeout = defaults::sense::qrs_timeout; // requestTimeoutSeconds
+};
+
+/// Butler.configEngine
+struct engine_config {
+  std::string host;                              // host (empty: no Engine)
+  uint16_t port = defaults::sense::engine_port;  // port
+  bool use_ssl = defaults::sense::use_ssl;       // useSSL
+  header_list headers{{defaults::sense::user_header, defaults::sense::user_value}};
+  bool reject_unauthorized = defaults::sense::reject_unauthorized; // rejectUnauthorized
+  std::chrono::milliseconds timeout = defaults::sense::engine_timeout; // requestTimeoutSeconds
+};
+
+/// Butler.startTaskFilter: which tasks the REST API and MQTT may start.
+struct start_task_filter_config {
+  bool enable = false;                       // enable
+  std::vector<std::string> task_ids;         // allowTask.taskId
+  std::vector<std::string> tags;             // allowTask.tag
+  header_list custom_properties;             // allowTask.customProperty [{name, value}]
+};
+
 /// Butler.configDirectories
 struct directories_config {
   std::string qvd_path; // qvdPath
@@ -181,6 +220,10 @@ struct butler_config {
   mqtt_config mqtt;
   udp_config udp;
   slack_config slack;
+  sense_cert_config cert;
+  qrs_config qrs;
+  engine_config engine;
+  start_task_filter_config start_task_filter;
   directories_config directories;
   runtime_config runtime;
   supervisor_config supervisor;

@@ -1,5 +1,6 @@
 #include "config/config_loader.hpp"
 
+#include "net/log_event_parser.hpp"
 #include "net/mqtt_topic.hpp"
 
 #include <yaml-cpp/yaml.h>
@@ -238,6 +239,53 @@ public:
       out = std::move(items);
   }
 
+  /// Reads a list of mappings with two string keys (`first`, `second`), such
+  /// as [{name: X-Qlik-User, value: ...}]; replaces `out` when set.
+  void read(const std::string& key, const char* first, const char* second,
+            std::vector<std::pair<std::string, std::string>>& out) {
+    YAML::Node node;
+    if (!take(key, node))
+      return;
+    if (!node.IsSequence()) {
+      rep_->error(path_of(key), std::string{"expected a list of {"} + first
+                                  + ", " + second + "} entries, got "
+                                  + describe(node));
+      return;
+    }
+    std::vector<std::pair<std::string, std::string>> items;
+    bool ok = true;
+    for (std::size_t i = 0; i < node.size(); ++i) {
+      section entry{*rep_, node[i], path_of(key) + "[" + std::to_string(i) + "]"};
+      if (!node[i].IsMap()) {
+        rep_->error(entry.path(), std::string{"expected a mapping with "} + first
+                                    + " and " + second + ", got "
+                                    + describe(node[i]));
+        ok = false;
+        continue;
+      }
+      std::string a;
+      std::string b;
+      bool has_a = entry.scalar(first, "a string", a);
+      bool has_b = entry.scalar(second, "a string", b);
+      if (!has_a || a.empty()) {
+        rep_->error(entry.path_of(first), "missing");
+        ok = false;
+      }
+      if (!has_b) {
+        rep_->error(entry.path_of(second), "missing");
+        ok = false;
+      }
+      entry.finish();
+      items.emplace_back(std::move(a), std::move(b));
+    }
+    if (ok)
+      out = std::move(items);
+  }
+
+  const std::string& path() const {
+    return path_;
+  }
+
   /// Reads an integer in [lo, hi]; returns false if not set or bad.
   bool read_integer(const std::string& key, long long lo, long long hi,
                     long long& out) {
@@ -316,16 +364,6 @@ public:
     }
   }
 
-private:
-  /// Returns the first value under `key`, or an undefined node.
-  YAML::Node find(const std::string& key) const {
-    if (node_.IsDefined() && node_.IsMap())
-      for (auto it = node_.begin(); it != node_.end(); ++it)
-        if (it->first.IsScalar() && it->first.Scalar() == key)
-          return it->second;
-    return YAML::Node{YAML::NodeType::Undefined};
-  }
-
   /// Reads the scalar text of `key`; `expected` names the wanted type.
   bool scalar(const std::string& key, const std::string& expected,
               std::string& out) {
@@ -339,6 +377,16 @@ private:
     }
     out = node.Scalar();
     return true;
+  }
+
+private:
+  /// Returns the first value under `key`, or an undefined node.
+  YAML::Node find(const std::string& key) const {
+    if (node_.IsDefined() && node_.IsMap())
+      for (auto it = node_.begin(); it != node_.end(); ++it)
+        if (it->first.IsScalar() && it->first.Scalar() == key)
+          return it->second;
+    return YAML::Node{YAML::NodeType::Undefined};
   }
 
   report* rep_;
@@ -550,6 +598,46 @@ void read_slack(section& root, slack_config& cfg) {
   seed.finish();
 }
 
+void read_sense(section& root, butler_config& cfg) {
+  auto cert = root.sub("cert");
+  cert.read("clientCert", cfg.cert.client_cert);
+  cert.read("clientCertKey", cfg.cert.client_cert_key);
+  cert.read("clientCertCA", cfg.cert.client_cert_ca);
+  cert.finish();
+  auto qrs = root.sub("configQRS");
+  std::string authentication = "certificates";
+  qrs.read("authentication", {"certificates"}, authentication);
+  qrs.read("host", cfg.qrs.host);
+  qrs.read("port", 1, 65535, cfg.qrs.port);
+  qrs.read("useSSL", cfg.qrs.use_ssl);
+  auto qrs_headers = qrs.sub("headers");
+  qrs_headers.read("static", "name", "value", cfg.qrs.headers);
+  qrs_headers.finish();
+  qrs.read("rejectUnauthorized", cfg.qrs.reject_unauthorized);
+  qrs.read("requestTimeoutSeconds", one_second, cfg.qrs.timeout);
+  qrs.finish();
+  auto engine = root.sub("configEngine");
+  engine.ignore("engineVersion");
+  engine.read("host", cfg.engine.host);
+  engine.read("port", 1, 65535, cfg.engine.port);
+  engine.read("useSSL", cfg.engine.use_ssl);
+  auto engine_headers = engine.sub("headers");
+  engine_headers.read("static", "name", "value", cfg.engine.headers);
+  engine_headers.finish();
+  engine.read("rejectUnauthorized", cfg.engine.reject_unauthorized);
+  engine.read("requestTimeoutSeconds", one_second, cfg.engine.timeout);
+  engine.finish();
+  auto filter = root.sub("startTaskFilter");
+  filter.read("enable", cfg.start_task_filter.enable);
+  auto allow = filter.sub("allowTask");
+  allow.read("taskId", cfg.start_task_filter.task_ids);
+  allow.read("tag", cfg.start_task_filter.tags);
+  allow.read("customProperty", "name", "value",
+             cfg.start_task_filter.custom_properties);
+  allow.finish();
+  filter.finish();
+}
+
 const std::vector<std::string>& log_levels() {
   static const std::vector<std::string> levels{"silly", "debug", "verbose",
                                                "info",  "warn",  "error"};
@@ -565,6 +653,7 @@ void read_butler(section& root, butler_config& cfg) {
   read_mqtt(root, cfg.mqtt);
   read_udp(root, cfg.udp);
   read_slack(root, cfg.slack);
+  read_sense(root, cfg);
   auto dirs = root.sub("configDirectories");
   dirs.read("qvdPath", cfg.directories.qvd_path);
   dirs.finish();
@@ -671,6 +760,49 @@ void validate_slack(const butler_config& cfg, report& rep) {
                 path + "retryMaxMs");
 }
 
+/// Reports each certificate file that is set but cannot be read.
+void check_cert_files(report& rep, const sense_cert_config& cert) {
+  for (auto [key, file] :
+       {std::pair{"clientCert", &cert.client_cert},
+        std::pair{"clientCertKey", &cert.client_cert_key},
+        std::pair{"clientCertCA", &cert.client_cert_ca}})
+    if (!file->empty())
+      if (int err = check_readable(*file))
+        rep.error(std::string{"Butler.cert."} + key,
+                  "cannot read " + *file + ": " + errno_text(err));
+}
+
+void validate_sense(const butler_config& cfg, report& rep) {
+  auto& flags = cfg.endpoints;
+  bool needs_qrs = flags.enabled("senseStartTask") || flags.enabled("senseQRSPing")
+                   || flags.enabled("senseAppReload");
+  bool needs_engine = flags.enabled("senseListApps")
+                      || flags.enabled("senseAppDump")
+                      || flags.enabled("senseAppReload");
+  if (needs_qrs)
+    require(rep, true, "Butler.configQRS.host", cfg.qrs.host,
+            "a QRS endpoint (senseStartTask, senseQRSPing, senseAppReload) "
+            "is enabled");
+  if (needs_engine)
+    require(rep, true, "Butler.configEngine.host", cfg.engine.host,
+            "an Engine endpoint (senseListApps, senseAppDump, "
+            "senseAppReload) is enabled");
+  bool uses_tls = (!cfg.qrs.host.empty() && cfg.qrs.use_ssl)
+                  || (!cfg.engine.host.empty() && cfg.engine.use_ssl);
+  if (uses_tls) {
+    auto because = "Qlik Sense is reached over TLS (configQRS/configEngine "
+                   "useSSL)";
+    require(rep, true, "Butler.cert.clientCert", cfg.cert.client_cert, because);
+    require(rep, true, "Butler.cert.clientCertKey", cfg.cert.client_cert_key,
+            because);
+    check_cert_files(rep, cfg.cert);
+  }
+  for (auto& id : cfg.start_task_filter.task_ids)
+    if (!events::is_guid(id))
+      rep.error("Butler.startTaskFilter.allowTask.taskId",
+                "expected task ids (GUIDs), got " + quote(id));
+}
+
 void validate(const butler_config& cfg, report& rep) {
   auto& log = cfg.logging;
   require(rep, log.file_logging, "Butler.logDirectory", log.directory,
@@ -728,6 +860,8 @@ void validate(const butler_config& cfg, report& rep) {
               "Butler.udpServerConfig.enableSourceValidation is true)");
   // Slack
   validate_slack(cfg, rep);
+  // Qlik Sense
+  validate_sense(cfg, rep);
   // Supervisor
   check_min_max(rep, cfg.supervisor.restart_min, cfg.supervisor.restart_max,
                 "Butler.supervisor.restartBackoffMinMs",

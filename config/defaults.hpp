@@ -125,6 +125,20 @@ constexpr auto retry_max = std::chrono::minutes{5};
 constexpr auto request_timeout = std::chrono::seconds{10};
 } // namespace slack
 
+namespace sense {
+constexpr uint16_t qrs_port = 4242;
+constexpr uint16_t engine_port = 4747;
+constexpr bool use_ssl = true;
+/// Butler 16's default: Sense's own root CA is often not in the system store.
+constexpr bool reject_unauthorized = false;
+constexpr const char* user_header = "X-Qlik-User";
+constexpr const char* user_value = "UserDirectory=Internal;UserId=sa_repository";
+/// Time one QRS call may take.
+constexpr auto qrs_timeout = std::chrono::seconds{30};
+/// Time one Engine operation (a whole app dump or reload) may take.
+constexpr auto engine_timeout = std::chrono::minutes{10};
+} // namespace sense
+
 namespace runtime {
 /// CAF scheduler worker threads. CAF's own default (4) is too many on small
 /// hosts.

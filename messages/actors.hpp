@@ -145,6 +145,60 @@ using fs_worker_actor = caf::typed_actor<
   // Learns the current handle of a (re)started peer.
   caf::reacts_to<peer_up>>;
 
+/// Owns the Qlik Repository Service connection: task starts and the QRS ping.
+using qrs_client_actor = caf::typed_actor<
+  // Starts tasks by id, tag and custom property (applying startTaskFilter
+  // unless the request says otherwise).
+  caf::replies_to<task_start_request>::with<task_start_result>,
+  // Returns QRS's build version (senseQRSPing).
+  caf::replies_to<atom::ping>::with<std::string>,
+  // Receives the outcome of an operation from the HTTP client's thread.
+  caf::reacts_to<atom::done, uint64_t, task_start_result>,
+  caf::reacts_to<atom::done, uint64_t, std::string>,
+  caf::reacts_to<atom::done, uint64_t, caf::error>,
+  // Returns the counters: calls by outcome.
+  caf::replies_to<atom::status>::with<counters_status>,
+  // Before shutdown: waits for operations in flight up to the deadline.
+  caf::replies_to<atom::drain, caf::timespan>::with<bool>,
+  // Checks on a pending drain (a periodic message to itself).
+  caf::reacts_to<atom::tick>,
+  // Learns the current handle of a (re)started peer.
+  caf::reacts_to<peer_up>>;
+
+/// Owns the Qlik Engine sessions: app lists, dumps and reloads.
+using engine_client_actor = caf::typed_actor<
+  // Returns every app's id and name.
+  caf::replies_to<atom::apps>::with<app_list>,
+  // Returns an app's full dump.
+  caf::replies_to<app_dump_request>::with<app_dump>,
+  // Reloads an app, then starts its follow-up tasks through qrs_client.
+  caf::replies_to<app_reload_request>::with<app_reload_result>,
+  // Receives the outcome of an operation from the engine client's thread.
+  caf::reacts_to<atom::done, uint64_t, app_list>,
+  caf::reacts_to<atom::done, uint64_t, app_dump>,
+  caf::reacts_to<atom::done, uint64_t, bool>,
+  caf::reacts_to<atom::done, uint64_t, caf::error>,
+  // Returns the counters: operations by outcome.
+  caf::replies_to<atom::status>::with<counters_status>,
+  // Before shutdown: waits for operations in flight up to the deadline.
+  caf::replies_to<atom::drain, caf::timespan>::with<bool>,
+  // Checks on a pending drain (a periodic message to itself).
+  caf::reacts_to<atom::tick>,
+  // Learns the current handle of a (re)started peer.
+  caf::reacts_to<peer_up>>;
+
+/// Starts a task for every valid task id that arrives on
+/// Butler.mqttConfig.taskStartTopic.
+using mqtt_task_starter_actor = caf::typed_actor<
+  // Handles one message on the task start topic.
+  caf::reacts_to<mqtt_inbound>,
+  // Returns the counters: received, invalid, started, denied, failed.
+  caf::replies_to<atom::status>::with<counters_status>,
+  // Before shutdown: nothing is held; answers true.
+  caf::replies_to<atom::drain, caf::timespan>::with<bool>,
+  // Learns the current handle of a (re)started peer.
+  caf::reacts_to<peer_up>>;
+
 /// Spawns, monitors and restarts the other actors; stops them in order.
 using supervisor_actor = caf::typed_actor<
   // Returns the current handle of a child (invalid if it is not running).

@@ -23,3 +23,9 @@ CAF_ADD_ATOM(butler_atoms, butler::atom, subscribe, "subscribe")
 CAF_ADD_ATOM(butler_atoms, butler::atom, users, "users")
 /// Tags a periodic summary of an actor's counters for the log.
 CAF_ADD_ATOM(butler_atoms, butler::atom, report, "report")
+/// Tags a query for the apps the Engine knows.
+CAF_ADD_ATOM(butler_atoms, butler::atom, apps, "apps")
+/// Tags the completion of an operation another thread ran.
+CAF_ADD_ATOM(butler_atoms, butler::atom, done, "done")
+/// Tags a reachability check of a peer service (QRS).
+CAF_ADD_ATOM(butler_atoms, butler::atom, ping, "ping")

@@ -15,6 +15,9 @@ std::string to_string(ec code) {
     case ec::timeout: return "timeout";
     case ec::path_escape: return "path_escape";
     case ec::unhandled_exception: return "unhandled_exception";
+    case ec::bad_gateway: return "bad_gateway";
+    case ec::forbidden: return "forbidden";
+    case ec::unprocessable: return "unprocessable";
     case ec::internal: return "internal";
   }
   return "unknown";

@@ -25,6 +25,12 @@ enum class ec : uint8_t {
   path_escape,
   /// An actor failed with an exception.
   unhandled_exception,
+  /// A service Butler calls (QRS, the Engine, Slack) failed or refused.
+  bad_gateway,
+  /// The request is not allowed (e.g. a task outside startTaskFilter).
+  forbidden,
+  /// The request names something that does not exist in Qlik Sense (an app).
+  unprocessable,
   /// Anything else that went wrong inside Butler.
   internal,
 };

@@ -100,6 +100,72 @@ typename Inspector::result_type inspect(Inspector& f, counters_status& x) {
   return f(caf::meta::type_name("counters_status"), x.counters);
 }
 
+/// A task, as QRS names it.
+struct task_ref {
+  std::string id;
+  std::string name;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, task_ref& x) {
+  return f(caf::meta::type_name("task_ref"), x.id, x.name);
+}
+
+/// What a task start did, in the shape of the v4 reply.
+struct task_start_result {
+  /// Started by id (tasksId.started).
+  std::vector<task_ref> started;
+  /// Ids Qlik Sense does not know (tasksId.invalid).
+  std::vector<std::string> invalid;
+  /// Ids outside Butler.startTaskFilter (tasksId.denied).
+  std::vector<std::string> denied;
+  /// Started through a tag (tasksTag) and tags not allowed (tasksTagDenied).
+  std::vector<task_ref> by_tag;
+  std::vector<std::string> tags_denied;
+  /// Started through a custom property (tasksCP), and those not allowed.
+  std::vector<task_ref> by_custom_property;
+  std::vector<std::pair<std::string, std::string>> custom_properties_denied;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, task_start_result& x) {
+  return f(caf::meta::type_name("task_start_result"), x.started, x.invalid,
+           x.denied, x.by_tag, x.tags_denied, x.by_custom_property,
+           x.custom_properties_denied);
+}
+
+/// The apps the Engine lists: (id, name).
+struct app_list {
+  std::vector<std::pair<std::string, std::string>> apps;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, app_list& x) {
+  return f(caf::meta::type_name("app_list"), x.apps);
+}
+
+/// An app's full dump, as JSON text.
+struct app_dump {
+  std::string json;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, app_dump& x) {
+  return f(caf::meta::type_name("app_dump"), x.json);
+}
+
+/// The outcome of an app reload.
+struct app_reload_result {
+  bool success = false;
+  /// The follow-up tasks that were started (on success or on failure).
+  task_start_result started;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, app_reload_result& x) {
+  return f(caf::meta::type_name("app_reload_result"), x.success, x.started);
+}
+
 /// One supervised actor.
 struct child_status {
   std::string name;

@@ -6,6 +6,8 @@
 #include <caf/meta/type_name.hpp>
 
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace butler {
 
@@ -70,6 +72,58 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, slack_post_request& x) {
   return f(caf::meta::type_name("slack_post_request"), x.channel, x.text,
            x.from_user, x.emoji, x.event_id);
+}
+
+/// Asks qrs_client to start reload tasks by id, tag and custom property
+/// (senseStartTask v4, the reload endpoint's follow-up tasks). Replied to with
+/// task_start_result, or an error when QRS cannot be asked.
+struct task_start_request {
+  std::vector<std::string> task_ids;
+  std::vector<std::string> tags;
+  /// (custom property name, value).
+  std::vector<std::pair<std::string, std::string>> custom_properties;
+  /// With any unknown id, start none of the id-based tasks.
+  bool all_must_exist = false;
+  /// Apply Butler.startTaskFilter (false for tasks Butler starts itself).
+  bool apply_filter = true;
+  std::string event_id;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, task_start_request& x) {
+  return f(caf::meta::type_name("task_start_request"), x.task_ids, x.tags,
+           x.custom_properties, x.all_must_exist, x.apply_filter, x.event_id);
+}
+
+/// Asks engine_client for an app's full dump (senseAppDump). Replied to with
+/// app_dump, or ec::unprocessable for an unknown app.
+struct app_dump_request {
+  std::string app_id;
+  std::string event_id;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, app_dump_request& x) {
+  return f(caf::meta::type_name("app_dump_request"), x.app_id, x.event_id);
+}
+
+/// Asks engine_client to reload an app (PUT /v4/app/{appId}/reload) and then
+/// start the tasks listed for success or failure.
+struct app_reload_request {
+  std::string app_id;
+  /// qMode: 0 stop on script errors, 1 ignore and continue, 2 ignore and
+  /// abort.
+  int mode = 0;
+  bool partial = false;
+  std::vector<std::string> start_on_success;
+  std::vector<std::string> start_on_failure;
+  std::string event_id;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, app_reload_request& x) {
+  return f(caf::meta::type_name("app_reload_request"), x.app_id, x.mode,
+           x.partial, x.start_on_success, x.start_on_failure, x.event_id);
 }
 
 } // namespace butler

@@ -1,4 +1,5 @@
 #include "net/http_server.hpp"
+#include "net/io_runner.hpp"
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -804,21 +805,6 @@ private:
 
 // -- server -------------------------------------------------------------------
 
-/// Runs the I/O context until it stops; logs and survives exceptions.
-void run_io(net::io_context& ioc) {
-  for (;;) {
-    try {
-      ioc.run();
-      return;
-    } catch (const std::exception& e) {
-      spdlog::error("http-server i/o thread caught an exception: {}",
-                    e.what());
-    } catch (...) {
-      spdlog::error("http-server i/o thread caught an unknown exception");
-    }
-  }
-}
-
 class server_impl final : public server {
 public:
   server_impl(std::shared_ptr<net::io_context> ioc,
@@ -841,7 +827,8 @@ public:
     listener_->run();
     threads_.reserve(static_cast<std::size_t>(threads));
     for (int i = 0; i < threads; ++i)
-      threads_.emplace_back([ioc = ioc_.get()] { run_io(*ioc); });
+      threads_.emplace_back(
+        [ioc = ioc_.get()] { net_io::run_io(*ioc, "http-server"); });
   }
 
   uint16_t port() const override {

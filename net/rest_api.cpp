@@ -1,6 +1,7 @@
 #include "net/rest_api.hpp"
 
 #include "config/version.hpp"
+#include "net/log_event_parser.hpp"
 #include "net/mqtt_topic.hpp"
 #include "net/query_string.hpp"
 
@@ -177,6 +178,34 @@ const std::vector<route>& all_routes() {
      "activeUsers"},
     {"GET", "/v2/activeUsers", endpoint::active_users, spelling::v2,
      "activeUsers"},
+    {"GET", "/senseQRSPing", endpoint::qrs_ping, spelling::seed,
+     "senseQRSPing"},
+    {"GET", "/senseStartTask", endpoint::start_task, spelling::seed,
+     "senseStartTask"},
+    {"GET", "/v2/senseStartTask", endpoint::start_task, spelling::v2,
+     "senseStartTask"},
+    {"PUT", "/v4/reloadtask/{taskId}/start", endpoint::start_task,
+     spelling::v4, "senseStartTask"},
+    {"POST", "/v4/reloadtask/{taskId}/start", endpoint::start_task,
+     spelling::v4, "senseStartTask"},
+    {"GET", "/senseListApps", endpoint::list_apps, spelling::seed,
+     "senseListApps"},
+    {"GET", "/v2/senseListApps", endpoint::list_apps, spelling::v2,
+     "senseListApps"},
+    {"GET", "/v4/senselistapps", endpoint::list_apps, spelling::v4,
+     "senseListApps"},
+    {"GET", "/v4/apps/list", endpoint::list_apps, spelling::v4,
+     "senseListApps"},
+    {"GET", "/senseAppDump", endpoint::app_dump, spelling::seed,
+     "senseAppDump"},
+    {"GET", "/v2/senseAppDump", endpoint::app_dump, spelling::v2,
+     "senseAppDump"},
+    {"GET", "/v4/senseappdump/{appId}", endpoint::app_dump, spelling::v4,
+     "senseAppDump"},
+    {"GET", "/v4/app/{appId}/dump", endpoint::app_dump, spelling::v4,
+     "senseAppDump"},
+    {"PUT", "/v4/app/{appId}/reload", endpoint::app_reload, spelling::v4,
+     "senseAppReload"},
   };
   return routes;
 }
@@ -237,6 +266,9 @@ unsigned status_for(ec code) {
     case ec::timeout: return 504;
     case ec::unhandled_exception: return 500;
     case ec::internal: return 500;
+    case ec::bad_gateway: return 502;
+    case ec::forbidden: return 403;
+    case ec::unprocessable: return 422;
   }
   return 500;
 }
@@ -339,6 +371,251 @@ http::response active_user_count_response(std::size_t count) {
 
 http::response active_users_response(const std::vector<std::string>& users) {
   return json_response(200, json(users));
+}
+
+// -- Qlik Sense ---------------------------------------------------------------
+
+namespace {
+
+/// Returns the 400 response unless `id` is a GUID.
+std::optional<http::response> require_guid(const char* what,
+                                           const std::string& id) {
+  if (events::is_guid(id))
+    return std::nullopt;
+  return bad_request(std::string{"Parameter "} + what
+                     + " must be a Qlik Sense id (GUID), got \"" + id + "\"");
+}
+
+/// Reads a string member of a body entry's payload.
+std::optional<http::response> payload_string(const json& payload,
+                                             const char* name,
+                                             std::string& out) {
+  auto i = payload.find(name);
+  if (i == payload.end() || !i->is_string() || i->get<std::string>().empty())
+    return bad_request(std::string{"Body entry payload needs a non-empty "}
+                       + name);
+  out = i->get<std::string>();
+  return std::nullopt;
+}
+
+json task_refs(const std::vector<task_ref>& tasks) {
+  json out = json::array();
+  for (auto& t : tasks)
+    out.push_back(json{{"taskId", t.id}, {"taskName", t.name}});
+  return out;
+}
+
+} // namespace
+
+parsed<task_start_request> parse_start_task(const http::request& req,
+                                            spelling sp,
+                                            const std::string& path_task_id) {
+  task_start_request result;
+  if (sp != spelling::v4) {
+    std::string id;
+    if (auto error = read_params(req, false, {{"taskId", &id, true}}))
+      return std::move(*error);
+    if (auto error = require_guid("taskId", id))
+      return std::move(*error);
+    result.task_ids.push_back(std::move(id));
+    return result;
+  }
+  if (path_task_id != "-") {
+    if (auto error = require_guid("taskId", path_task_id))
+      return std::move(*error);
+    result.task_ids.push_back(path_task_id);
+  }
+  std::string must_exist;
+  if (auto error = read_params(req, false,
+                               {{"allTaskIdsMustExist", &must_exist, false}}))
+    return std::move(*error);
+  if (must_exist == "true")
+    result.all_must_exist = true;
+  else if (!must_exist.empty() && must_exist != "false")
+    return bad_request("Parameter allTaskIdsMustExist must be true or false, "
+                       "got \""
+                       + must_exist + "\"");
+  auto blank = req.body.find_first_not_of(" \t\r\n") == std::string::npos;
+  if (!blank) {
+    auto body = json::parse(req.body, nullptr, false);
+    if (body.is_discarded())
+      return bad_request("Request body is not valid JSON");
+    if (!body.is_array())
+      return bad_request("Request body must be a JSON array of "
+                         "{\"type\",\"payload\"} entries");
+    for (auto& entry : body) {
+      if (!entry.is_object() || !entry.contains("type")
+          || !entry["type"].is_string())
+        return bad_request("Each body entry needs a \"type\"");
+      auto type = entry["type"].get<std::string>();
+      auto payload = entry.value("payload", json::object());
+      if (!payload.is_object())
+        return bad_request("Body entry " + type + " needs a payload object");
+      if (type == "starttaskid") {
+        std::string id;
+        if (auto error = payload_string(payload, "taskId", id))
+          return std::move(*error);
+        if (auto error = require_guid("taskId", id))
+          return std::move(*error);
+        result.task_ids.push_back(std::move(id));
+      } else if (type == "starttasktag") {
+        std::string tag;
+        if (auto error = payload_string(payload, "tag", tag))
+          return std::move(*error);
+        result.tags.push_back(std::move(tag));
+      } else if (type == "starttaskcustomproperty") {
+        std::string name;
+        std::string value;
+        if (auto error = payload_string(payload, "customPropertyName", name))
+          return std::move(*error);
+        if (auto error = payload_string(payload, "customPropertyValue", value))
+          return std::move(*error);
+        result.custom_properties.emplace_back(std::move(name),
+                                              std::move(value));
+      } else if (type == "keyvaluestore") {
+        return bad_request("Body entries of type keyvaluestore are not "
+                           "supported: this Butler has no key-value store "
+                           "yet");
+      } else {
+        return bad_request("Unknown body entry type \"" + type
+                           + "\" (starttaskid, starttasktag, "
+                             "starttaskcustomproperty)");
+      }
+    }
+  }
+  if (result.task_ids.empty() && result.tags.empty()
+      && result.custom_properties.empty())
+    return bad_request("No task to start: give a task id in the path or "
+                       "entries in the body");
+  return result;
+}
+
+http::response start_task_response(const task_start_request& req,
+                                   const task_start_result& result,
+                                   spelling sp) {
+  if (sp != spelling::v4) {
+    auto& id = req.task_ids.front();
+    if (!result.invalid.empty())
+      return http::error_response(404, "Task " + id
+                                         + " does not exist in Qlik Sense");
+    if (!result.denied.empty())
+      return http::error_response(403, "Task " + id
+                                         + " may not be started (not allowed "
+                                           "by Butler.startTaskFilter)");
+    return json_response(200, json{{"taskId", id}});
+  }
+  json invalid = json::array();
+  for (auto& id : result.invalid)
+    invalid.push_back(json{{"taskId", id}});
+  json denied = json::array();
+  for (auto& id : result.denied)
+    denied.push_back(json{{"taskId", id}});
+  json tags_denied = json::array();
+  for (auto& tag : result.tags_denied)
+    tags_denied.push_back(json{{"tag", tag}});
+  json cps_denied = json::array();
+  for (auto& [name, value] : result.custom_properties_denied)
+    cps_denied.push_back(json{{"name", name}, {"value", value}});
+  return json_response(200, json{{"tasksId",
+                                  json{{"started", task_refs(result.started)},
+                                       {"invalid", invalid},
+                                       {"denied", denied}}},
+                                 {"tasksTag", task_refs(result.by_tag)},
+                                 {"tasksTagDenied", tags_denied},
+                                 {"tasksCP",
+                                  task_refs(result.by_custom_property)},
+                                 {"tasksCPDenied", cps_denied}});
+}
+
+http::response qrs_ping_response(const std::string& version) {
+  return json_response(200, json{{"response", "QRS reachable"},
+                                 {"version", version}});
+}
+
+http::response list_apps_response(const app_list& apps) {
+  json out = json::array();
+  for (auto& [id, name] : apps.apps)
+    out.push_back(json{{"id", id}, {"name", name}});
+  return json_response(200, out);
+}
+
+parsed<app_dump_request> parse_app_dump(const http::request& req, spelling sp,
+                                        const std::string& path_app_id) {
+  app_dump_request result;
+  if (sp == spelling::v4) {
+    result.app_id = path_app_id;
+  } else if (auto error = read_params(req, false,
+                                      {{"appId", &result.app_id, true}})) {
+    return std::move(*error);
+  }
+  if (auto error = require_guid("appId", result.app_id))
+    return std::move(*error);
+  return result;
+}
+
+http::response app_dump_response(const app_dump& dump) {
+  http::response res;
+  res.body = dump.json;
+  return res;
+}
+
+parsed<app_reload_request> parse_app_reload(const http::request& req,
+                                            const std::string& path_app_id) {
+  app_reload_request result;
+  result.app_id = path_app_id;
+  if (auto error = require_guid("appId", result.app_id))
+    return std::move(*error);
+  if (req.body.find_first_not_of(" \t\r\n") == std::string::npos)
+    return result;
+  auto body = json::parse(req.body, nullptr, false);
+  if (body.is_discarded())
+    return bad_request("Request body is not valid JSON");
+  if (!body.is_object())
+    return bad_request("Request body must be a JSON object");
+  if (auto i = body.find("reloadMode"); i != body.end() && !i->is_null()) {
+    // Compared as JSON numbers: a conversion to int first would wrap
+    // 4294967297 round to 1.
+    if (!i->is_number_integer() || (*i != 0 && *i != 1 && *i != 2))
+      return bad_request("Parameter reloadMode must be 0, 1 or 2");
+    result.mode = i->get<int>();
+  }
+  if (auto i = body.find("partialReload"); i != body.end() && !i->is_null()) {
+    if (!i->is_boolean())
+      return bad_request("Parameter partialReload must be true or false");
+    result.partial = i->get<bool>();
+  }
+  for (auto [name, out] :
+       {std::pair{"startQSEoWTaskOnSuccess", &result.start_on_success},
+        std::pair{"startQSEoWTaskOnFailure", &result.start_on_failure}}) {
+    auto i = body.find(name);
+    if (i == body.end() || i->is_null())
+      continue;
+    if (!i->is_array())
+      return bad_request(std::string{"Parameter "} + name
+                         + " must be an array of task ids");
+    for (auto& id : *i) {
+      if (!id.is_string())
+        return bad_request(std::string{"Parameter "} + name
+                           + " must be an array of task ids");
+      if (auto error = require_guid(name, id.get<std::string>()))
+        return std::move(*error);
+      out->push_back(id.get<std::string>());
+    }
+  }
+  return result;
+}
+
+http::response app_reload_response(const app_reload_request& req,
+                                   const app_reload_result& result) {
+  if (result.success)
+    return json_response(201, json{{"appId", req.app_id}});
+  return http::error_response(500, "Reload of app " + req.app_id
+                                     + " failed"
+                                     + (req.start_on_failure.empty()
+                                          ? std::string{}
+                                          : "; the tasks in "
+                                            "startQSEoWTaskOnFailure were "
+                                            "started"));
 }
 
 } // namespace butler::rest

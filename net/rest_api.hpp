@@ -30,6 +30,11 @@ enum class endpoint : uint8_t {
   slack_post,
   active_user_count,
   active_users,
+  qrs_ping,
+  start_task,
+  list_apps,
+  app_dump,
+  app_reload,
 };
 
 /// Which generation of the API a route belongs to.
@@ -140,6 +145,49 @@ parsed<slack_post_request> parse_slack_post(const http::request& req,
 /// The reply once Slack took the message: 200 (seed, v2) or 201 (v4) with
 /// {"channel","msg","from_user","emoji"} as given.
 http::response slack_post_response(const slack_post_request& req, spelling sp);
+
+// -- Qlik Sense ---------------------------------------------------------------
+
+/// senseStartTask: seed and v2 take `taskId` from the query string; v4 takes
+/// the path's task id ("-" for none), the optional JSON body of entries by id
+/// (starttaskid), tag (starttasktag) and custom property
+/// (starttaskcustomproperty), and `allTaskIdsMustExist`. A malformed task id
+/// anywhere is a 400 naming it.
+parsed<task_start_request> parse_start_task(const http::request& req,
+                                            spelling sp,
+                                            const std::string& path_task_id);
+
+/// The reply to a start: seed and v2 answer 200 {"taskId"} once the task
+/// started, 404 for a task Qlik Sense does not know, 403 for one outside
+/// startTaskFilter; v4 answers 200 with the started, invalid and denied
+/// tasks by id, tag and custom property.
+http::response start_task_response(const task_start_request& req,
+                                   const task_start_result& result, spelling sp);
+
+/// senseQRSPing: {"response":"QRS reachable","version":"<buildVersion>"}.
+http::response qrs_ping_response(const std::string& version);
+
+/// senseListApps: [{"id","name"}, ...].
+http::response list_apps_response(const app_list& apps);
+
+/// senseAppDump: seed and v2 take `appId` from the query string, v4 from the
+/// path; it must be a GUID.
+parsed<app_dump_request> parse_app_dump(const http::request& req, spelling sp,
+                                        const std::string& path_app_id);
+
+/// The dump as JSON (200).
+http::response app_dump_response(const app_dump& dump);
+
+/// PUT /v4/app/{appId}/reload: the path's app id and the optional body
+/// {"reloadMode","partialReload","startQSEoWTaskOnSuccess",
+/// "startQSEoWTaskOnFailure"}.
+parsed<app_reload_request> parse_app_reload(const http::request& req,
+                                            const std::string& path_app_id);
+
+/// 201 {"appId"} after a successful reload; 500 naming the app when the
+/// reload failed (the failure tasks were started).
+http::response app_reload_response(const app_reload_request& req,
+                                   const app_reload_result& result);
 
 /// activeUserCount: the number as JSON, e.g. `5`.
 http::response active_user_count_response(std::size_t count);

@@ -27,6 +27,8 @@ struct fake_link_script {
   /// thread only while the actor system is idle, e.g. under the test
   /// scheduler).
   std::vector<mqtt_publish_request> notes;
+  /// Topic filters handlers registered for.
+  std::vector<std::string> subscriptions;
 };
 
 struct fake_mqtt_link_state {
@@ -58,7 +60,9 @@ fake_mqtt_link(mqtt_link_actor::stateful_pointer<fake_mqtt_link_state> self,
         script->notes.push_back(std::move(r));
     },
     [=](const event_batch&) {},
-    [=](atom::subscribe, std::string&, mqtt_inbound_handler_actor&) {},
+    [=](atom::subscribe, std::string& filter, mqtt_inbound_handler_actor&) {
+      script->subscriptions.push_back(filter);
+    },
     [=](mqtt_inbound&) {},
     [=](mqtt_connection_changed&) {},
     [=](atom::status) { return mqtt_link_status{}; },

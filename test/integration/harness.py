@@ -858,3 +858,179 @@ def wait_posts(slack, count, what, timeout=WAIT):
         return slack.wait_for(count, timeout)
     except TimeoutError as e:
         raise CheckFailed(f"waiting for {what}: {e}")
+
+
+# -- Qlik Sense: certificates, the fake QRS and Engine (scripts 20-27) --------
+
+#: The X-Qlik-User Butler sends to QRS and the Engine in the Sense scripts.
+SENSE_USER = "UserDirectory=INTERNAL;UserId=sa_butler"
+#: The common name of Butler's client certificate.
+CLIENT_CN = "butler-client"
+#: The common name of the client certificate signed by the other CA.
+INTRUDER_CN = "intruder"
+#: Every endpoint flag of the Sense features.
+SENSE_FLAGS = ("senseQRSPing", "senseStartTask", "senseListApps",
+               "senseAppDump", "senseAppReload")
+
+
+def _openssl(*args, cwd=None):
+    subprocess.run(["openssl", *args], check=True, capture_output=True,
+                   timeout=30, cwd=cwd)
+
+
+def _make_ca(d, name):
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt",
+             "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+             "-sha256", "-keyout", str(d / f"{name}-key.pem"),
+             "-out", str(d / f"{name}.pem"), "-subj", f"/CN=Butler test {name}",
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+
+
+def _make_leaf(d, ca, name, cn, usage, san=None):
+    _openssl("req", "-new", "-newkey", "ec", "-pkeyopt",
+             "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", str(d / f"{name}-key.pem"),
+             "-out", str(d / f"{name}.csr"), "-subj", f"/CN={cn}")
+    ext = ["basicConstraints=CA:FALSE", "keyUsage=critical,digitalSignature",
+           f"extendedKeyUsage={usage}"]
+    if san:
+        ext.append(f"subjectAltName={san}")
+    (d / f"{name}.ext").write_text("\n".join(ext) + "\n")
+    _openssl("x509", "-req", "-in", str(d / f"{name}.csr"),
+             "-CA", str(d / f"{ca}.pem"), "-CAkey", str(d / f"{ca}-key.pem"),
+             "-CAcreateserial", "-days", "2", "-sha256",
+             "-out", str(d / f"{name}.pem"), "-extfile", str(d / f"{name}.ext"))
+
+
+def make_sense_certs(directory):
+    """Makes, with the openssl CLI, what a Sense site and Butler hold: a CA
+    ("ca"), a server certificate for 127.0.0.1/localhost ("server",
+    "server_key"), Butler's client certificate with CN `CLIENT_CN`
+    ("client", "client_key"), and a second CA ("other_ca") with a client
+    certificate (CN `INTRUDER_CN`: "intruder", "intruder_key") and a server
+    certificate for 127.0.0.1 ("other_server", "other_server_key").
+    Returns a dict of those paths (str)."""
+    d = Path(directory)
+    _make_ca(d, "ca")
+    _make_leaf(d, "ca", "server", "localhost", "serverAuth",
+               "DNS:localhost,IP:127.0.0.1")
+    _make_leaf(d, "ca", "client", CLIENT_CN, "clientAuth")
+    _make_ca(d, "other-ca")
+    _make_leaf(d, "other-ca", "intruder", INTRUDER_CN, "clientAuth")
+    _make_leaf(d, "other-ca", "other-server", "localhost", "serverAuth",
+               "DNS:localhost,IP:127.0.0.1")
+    names = {"ca": "ca", "server": "server", "server_key": "server-key",
+             "client": "client", "client_key": "client-key",
+             "other_ca": "other-ca", "intruder": "intruder",
+             "intruder_key": "intruder-key", "other_server": "other-server",
+             "other_server_key": "other-server-key"}
+    return {k: str(d / f"{v}.pem") for k, v in names.items()}
+
+
+def _load_fake(name):
+    if str(FAKES_DIR) not in sys.path:
+        sys.path.insert(0, str(FAKES_DIR))
+    return __import__(name)
+
+
+def load_fake_qrs():
+    """Returns the fake_qrs module (test/fakes/fake_qrs.py)."""
+    return _load_fake("fake_qrs")
+
+
+def load_fake_engine():
+    """Returns the fake_engine module (test/fakes/fake_engine.py)."""
+    return _load_fake("fake_engine")
+
+
+class _Stoppable:
+    """Stops fakes (in-process servers) when the script ends."""
+
+    items = []
+
+    @classmethod
+    def add(cls, fake):
+        cls.items.append(fake)
+        return fake
+
+    @classmethod
+    def stop_all(cls):
+        for fake in reversed(cls.items):
+            try:
+                fake.stop()
+            except Exception:  # noqa: BLE001 - best effort at exit
+                pass
+        cls.items.clear()
+
+
+atexit.register(_Stoppable.stop_all)
+
+
+def start_fake_qrs(certs, server="server", ca="ca", data=None):
+    """Starts a fake QRS (in this process) with the server certificate
+    `server` ("server" or "other_server") that accepts client certificates
+    signed by `ca`; it is stopped when the script ends. Returns it."""
+    fq = load_fake_qrs()
+    fake = fq.FakeQrs(certs[server], certs[server + "_key"], certs[ca],
+                      data=data)
+    return _Stoppable.add(fake.start())
+
+
+def start_fake_engine(certs, server="server", ca="ca", data=None,
+                      reload_ms=None):
+    """Starts a fake Engine (in this process, quiet) with the server
+    certificate `server` that accepts client certificates signed by `ca`;
+    stopped when the script ends. Returns it."""
+    fe = load_fake_engine()
+    fake = fe.FakeEngine(certs[server], certs[server + "_key"], certs[ca],
+                         data=data, reload_ms=reload_ms, verbose=False)
+    return _Stoppable.add(fake.start())
+
+
+def sense_config(rest_port, certs, qrs_port=None, engine_port=None,
+                 flags=SENSE_FLAGS, mqtt_port=None, client="client",
+                 qrs_timeout=5, engine_timeout=5, reject_unauthorized=True):
+    """Returns base_config() with the Sense endpoint `flags` on, Butler's
+    client certificate `client` ("client" or "intruder") and, for the ports
+    given, configQRS / configEngine on 127.0.0.1 over TLS with X-Qlik-User
+    `SENSE_USER`, rejectUnauthorized and the request timeouts (seconds)."""
+    cfg = base_config(rest_port, mqtt_port)
+    b = cfg["Butler"]
+    for flag in flags:
+        b["restServerEndpointsEnable"][flag] = True
+    b["cert"] = {"clientCert": certs[client],
+                 "clientCertKey": certs[client + "_key"],
+                 "clientCertCA": certs["ca"]}
+    headers = {"static": [{"name": "X-Qlik-User", "value": SENSE_USER}]}
+    if qrs_port is not None:
+        b["configQRS"] = {"host": "127.0.0.1", "port": qrs_port,
+                          "useSSL": True, "headers": headers,
+                          "rejectUnauthorized": reject_unauthorized,
+                          "requestTimeoutSeconds": qrs_timeout}
+    if engine_port is not None:
+        b["configEngine"] = {"host": "127.0.0.1", "port": engine_port,
+                             "useSSL": True, "headers": headers,
+                             "rejectUnauthorized": reject_unauthorized,
+                             "requestTimeoutSeconds": engine_timeout}
+    return cfg
+
+
+def wait_qrs_calls(qrs, count, what, timeout=WAIT):
+    """Waits until the fake QRS got `count` calls in total; returns them."""
+    try:
+        return qrs.wait_for_calls(count, timeout)
+    except TimeoutError as e:
+        raise CheckFailed(f"waiting for {what}: {e}; calls: "
+                          f"{[(c['method'], c['path']) for c in qrs.calls()]}")
+
+
+def wait_engine_closed(engine, count, what, timeout=WAIT):
+    """Waits until the fake Engine saw `count` connections that have all
+    ended; returns the records."""
+    def done(calls):
+        return len(calls) >= count and all(not c.get("open") for c in calls)
+    if not engine.wait_for(done, timeout):
+        raise CheckFailed(f"timed out waiting for {what}: "
+                          f"{engine.calls()!r}"[:3000])
+    return engine.calls()

@@ -220,6 +220,27 @@ void expect_same_config(const butler_config& a, const butler_config& b) {
   EXPECT_EQ(a.slack.login_notification_channel,
             b.slack.login_notification_channel);
   EXPECT_EQ(a.slack.task_failure_channel, b.slack.task_failure_channel);
+  EXPECT_EQ(a.cert.client_cert, b.cert.client_cert);
+  EXPECT_EQ(a.cert.client_cert_key, b.cert.client_cert_key);
+  EXPECT_EQ(a.cert.client_cert_ca, b.cert.client_cert_ca);
+  for (auto [x, y] : {std::pair{&a.qrs.host, &b.qrs.host},
+                      std::pair{&a.engine.host, &b.engine.host}})
+    EXPECT_EQ(*x, *y);
+  EXPECT_EQ(a.qrs.port, b.qrs.port);
+  EXPECT_EQ(a.qrs.use_ssl, b.qrs.use_ssl);
+  EXPECT_EQ(a.qrs.headers, b.qrs.headers);
+  EXPECT_EQ(a.qrs.reject_unauthorized, b.qrs.reject_unauthorized);
+  EXPECT_EQ(a.qrs.timeout, b.qrs.timeout);
+  EXPECT_EQ(a.engine.port, b.engine.port);
+  EXPECT_EQ(a.engine.use_ssl, b.engine.use_ssl);
+  EXPECT_EQ(a.engine.headers, b.engine.headers);
+  EXPECT_EQ(a.engine.reject_unauthorized, b.engine.reject_unauthorized);
+  EXPECT_EQ(a.engine.timeout, b.engine.timeout);
+  EXPECT_EQ(a.start_task_filter.enable, b.start_task_filter.enable);
+  EXPECT_EQ(a.start_task_filter.task_ids, b.start_task_filter.task_ids);
+  EXPECT_EQ(a.start_task_filter.tags, b.start_task_filter.tags);
+  EXPECT_EQ(a.start_task_filter.custom_properties,
+            b.start_task_filter.custom_properties);
   EXPECT_EQ(a.directories.qvd_path, b.directories.qvd_path);
   EXPECT_EQ(a.runtime.worker_threads, b.runtime.worker_threads);
   EXPECT_EQ(a.runtime.scheduler_policy, b.runtime.scheduler_policy);
@@ -285,7 +306,8 @@ TEST(config, null_values_count_as_not_set) {
 TEST(config, full_file_sets_every_key) {
   temp_dir tls;
   for (auto name : {"rest.crt", "rest.key", "rest-ca.crt", "mqtt.crt",
-                    "mqtt.key", "mqtt-ca.crt", "failed.json"})
+                    "mqtt.key", "mqtt-ca.crt", "failed.json", "client.pem",
+                    "client_key.pem", "root.pem"})
     tls.file(name, "-----BEGIN DUMMY-----\n");
   auto text = std::regex_replace(read_text(config_data("full.yaml")),
                                  std::regex{"@TLS_DIR@"}, tls.path().string());
@@ -400,6 +422,32 @@ TEST(config, full_file_sets_every_key) {
   EXPECT_EQ(s.seed_webhook_url, "https://hooks.slack.com/services/T1/B1/seed");
   EXPECT_EQ(s.login_notification_channel, "#logins");
   EXPECT_EQ(s.task_failure_channel, "#old-failures");
+
+  EXPECT_EQ(c.cert.client_cert, dir + "/client.pem");
+  EXPECT_EQ(c.cert.client_cert_key, dir + "/client_key.pem");
+  EXPECT_EQ(c.cert.client_cert_ca, dir + "/root.pem");
+  EXPECT_EQ(c.qrs.host, "sense1.example.org");
+  EXPECT_EQ(c.qrs.port, 14242);
+  EXPECT_FALSE(c.qrs.use_ssl);
+  EXPECT_EQ(c.qrs.headers,
+            (header_list{{"X-Qlik-User", "UserDirectory=CORP;UserId=svc_butler"},
+                         {"X-Site", "1"}}));
+  EXPECT_TRUE(c.qrs.reject_unauthorized);
+  EXPECT_EQ(c.qrs.timeout, 20s);
+  EXPECT_EQ(c.engine.host, "sense2.example.org");
+  EXPECT_EQ(c.engine.port, 14747);
+  EXPECT_FALSE(c.engine.use_ssl);
+  EXPECT_EQ(c.engine.headers,
+            (header_list{{"X-Qlik-User", "UserDirectory=CORP;UserId=svc_engine"}}));
+  EXPECT_TRUE(c.engine.reject_unauthorized);
+  EXPECT_EQ(c.engine.timeout, 300s);
+  EXPECT_TRUE(c.start_task_filter.enable);
+  EXPECT_EQ(c.start_task_filter.task_ids,
+            (std::vector<std::string>{"e3b27f50-b1c0-4879-88fc-c7cdd9c1cf3e"}));
+  EXPECT_EQ(c.start_task_filter.tags,
+            (std::vector<std::string>{"startTask1", "startTask2"}));
+  EXPECT_EQ(c.start_task_filter.custom_properties,
+            (header_list{{"taskGroup", "tasks1"}}));
 
   EXPECT_EQ(c.directories.qvd_path, "/data/qvd");
   EXPECT_EQ(c.runtime.worker_threads, 4);
@@ -656,7 +704,7 @@ TEST(config, unknown_keys_warn_once_at_the_highest_unknown_node) {
                 "  influxDb:\n"
                 "    enable: false\n"
                 "    auth: {username: x, password: y}\n"
-                "  cert: {clientCert: a.pem}\n"
+                "  heartbeat: {enable: true}\n"
                 "  mqttConfig:\n"
                 "    brokerPort: 1884\n"
                 "    fooBar: {x: {y: 1}}\n"
@@ -668,7 +716,7 @@ TEST(config, unknown_keys_warn_once_at_the_highest_unknown_node) {
   std::vector<std::string> expected{
     "Extra: unknown key, ignored",
     "Butler.influxDb: unknown key, ignored",
-    "Butler.cert: unknown key, ignored",
+    "Butler.heartbeat: unknown key, ignored",
     "Butler.mqttConfig.fooBar: unknown key, ignored",
     "Butler.udpServerConfig.deduplication.extra: unknown key, ignored",
     "Butler.restServerEndpointsEnable.scheduler.pauseSchedule: unknown key, "
@@ -710,7 +758,13 @@ TEST(config, butler16_mqtt_and_rest_keys_are_ignored_with_a_warning) {
 }
 
 TEST(config, butler16_style_file_loads_with_warnings_only) {
-  auto r = load_config_file(config_data("butler16_style.yaml").string());
+  temp_dir certs;
+  for (auto name : {"client.pem", "client_key.pem", "root.pem"})
+    certs.file(name, "-----BEGIN DUMMY-----\n");
+  auto text = std::regex_replace(read_text(config_data("butler16_style.yaml")),
+                                 std::regex{"@CERT_DIR@"},
+                                 certs.path().string());
+  auto r = load_config_string(text, "butler16_style.yaml");
   EXPECT_TRUE(r.errors.empty()) << join(r.errors);
   for (auto section :
        {"anonTelemetry", "systemInfo", "configVisualisation", "heartbeat",
@@ -720,8 +774,7 @@ TEST(config, butler16_style_file_loads_with_warnings_only) {
         "webhookNotification", "scheduler", "keyValueStore",
         "fileCopyApprovedDirectories", "fileMoveApprovedDirectories",
         "fileDeleteApprovedDirectories", "restServerApiDocGenerate",
-        "restServerEndpointsConfig", "startTaskFilter", "serviceMonitor",
-        "qlikSenseCloud", "cert", "configEngine", "configQRS"})
+        "restServerEndpointsConfig", "serviceMonitor", "qlikSenseCloud"})
     EXPECT_TRUE(contains(r.warnings, std::string{"Butler."} + section
                                        + ": unknown key, ignored"));
   EXPECT_TRUE(contains(r.warnings, "Butler.mqttConfig.azureEventGrid: not used "
@@ -1082,6 +1135,67 @@ TEST(config, slack_keys_without_a_feature_here_are_ignored_with_a_warning) {
   EXPECT_TRUE(contains(r.warnings,
                        "Butler.slackNotification.reloadTaskFailure."
                        "headScriptLogLines: not used by this Butler, ignored"));
+}
+
+TEST(config, sense_endpoints_need_their_host_and_certificates) {
+  auto r = load("Butler:\n  restServerEndpointsEnable: {senseStartTask: true, "
+                "senseListApps: true}\n");
+  EXPECT_TRUE(contains(r.errors,
+                       "Butler.configQRS.host: missing (required when a QRS "
+                       "endpoint (senseStartTask, senseQRSPing, "
+                       "senseAppReload) is enabled)"))
+    << join(r.errors);
+  EXPECT_TRUE(contains(r.errors,
+                       "Butler.configEngine.host: missing (required when an "
+                       "Engine endpoint (senseListApps, senseAppDump, "
+                       "senseAppReload) is enabled)"))
+    << join(r.errors);
+  auto tls = load("Butler:\n  configQRS: {host: sense1}\n");
+  EXPECT_TRUE(contains(tls.errors, "Butler.cert.clientCert: missing (required "
+                                   "when Qlik Sense is reached over TLS "
+                                   "(configQRS/configEngine useSSL))"))
+    << join(tls.errors);
+  auto unreadable = load("Butler:\n  configQRS: {host: sense1}\n"
+                         "  cert: {clientCert: /nonexistent/c.pem, "
+                         "clientCertKey: /nonexistent/k.pem}\n");
+  ASSERT_EQ(unreadable.errors.size(), 2u) << join(unreadable.errors);
+  EXPECT_EQ(unreadable.errors[0].rfind("Butler.cert.clientCert: cannot read "
+                                       "/nonexistent/c.pem",
+                                       0),
+            0u);
+  // Plain HTTP to QRS needs no certificate.
+  expect_clean(load("Butler:\n  configQRS: {host: sense1, useSSL: false}\n"));
+}
+
+TEST(config, static_headers_are_lists_of_name_and_value) {
+  expect_one_error(
+    load("Butler:\n  configQRS:\n    useSSL: false\n    headers: {static: "
+         "x}\n"),
+    "Butler.configQRS.headers.static: expected a list of {name, value} "
+    "entries, got \"x\"");
+  expect_one_error(
+    load("Butler:\n  configQRS:\n    useSSL: false\n    headers:\n"
+         "      static:\n        - name: X-Qlik-User\n"),
+    "Butler.configQRS.headers.static[0].value: missing");
+  auto r = load("Butler:\n  configEngine:\n    useSSL: false\n    headers:\n"
+                "      static:\n        - {name: X-Qlik-User, value: u, "
+                "extra: 1}\n");
+  EXPECT_TRUE(r.errors.empty()) << join(r.errors);
+  EXPECT_TRUE(contains(r.warnings, "Butler.configEngine.headers.static[0]."
+                                   "extra: unknown key, ignored"));
+}
+
+TEST(config, start_task_filter_ids_must_be_guids) {
+  expect_one_error(
+    load("Butler:\n  startTaskFilter:\n    allowTask: {taskId: [abc]}\n"),
+    "Butler.startTaskFilter.allowTask.taskId: expected task ids (GUIDs), got "
+    "\"abc\"");
+  auto r = load("Butler:\n  startTaskFilter:\n    enable: true\n"
+                "    allowTask:\n      customProperty:\n"
+                "        - {name: taskGroup, value: tasks1}\n");
+  expect_clean(r);
+  EXPECT_EQ(r.config.start_task_filter.custom_properties,
+            (header_list{{"taskGroup", "tasks1"}}));
 }
 
 // -- environment overrides ----------------------------------------------------

@@ -176,6 +176,9 @@ TEST(rest_replies, maps_each_error_code_to_one_status) {
   EXPECT_EQ(status_for(ec::timeout), 504u);
   EXPECT_EQ(status_for(ec::internal), 500u);
   EXPECT_EQ(status_for(ec::unhandled_exception), 500u);
+  EXPECT_EQ(status_for(ec::bad_gateway), 502u);
+  EXPECT_EQ(status_for(ec::forbidden), 403u);
+  EXPECT_EQ(status_for(ec::unprocessable), 422u);
 }
 
 // -- mqttPublishMessage -----------------------------------------------------------
@@ -419,4 +422,196 @@ TEST(rest_active_users, render_a_number_and_an_array) {
   EXPECT_EQ(active_user_count_response(5).body, "5");
   EXPECT_EQ(active_users_response({"anna", "bo"}).body, R"(["anna","bo"])");
   EXPECT_EQ(active_users_response({}).body, "[]");
+}
+
+// -- Qlik Sense endpoints -------------------------------------------------------
+
+namespace {
+
+const std::string task_a = "e3b27f50-b1c0-4879-88fc-c7cdd9c1cf3e";
+const std::string task_b = "7552d9fc-d1bb-4975-9a38-18357de531ea";
+
+std::string message_of(const http::response& res) {
+  return json::parse(res.body).at("message").get<std::string>();
+}
+
+} // namespace
+
+TEST(rest_sense, routes_every_spelling) {
+  endpoints_config cfg;
+  for (auto name : {"senseQRSPing", "senseStartTask", "senseListApps",
+                    "senseAppDump", "senseAppReload"})
+    cfg.flags.emplace_back(name, true);
+  router r{cfg};
+  auto put = r.match("PUT", "/v4/reloadtask/" + task_a + "/start");
+  EXPECT_EQ(put.ep, endpoint::start_task);
+  EXPECT_EQ(put.params, (std::vector<std::string>{task_a}));
+  EXPECT_EQ(r.match("POST", "/v4/reloadtask/-/start").params,
+            (std::vector<std::string>{"-"}));
+  EXPECT_EQ(r.match("GET", "/v4/apps/list").ep, endpoint::list_apps);
+  EXPECT_EQ(r.match("GET", "/v4/app/" + task_b + "/dump").ep,
+            endpoint::app_dump);
+  EXPECT_EQ(r.match("PUT", "/v4/app/" + task_b + "/reload").ep,
+            endpoint::app_reload);
+  EXPECT_EQ(r.match("GET", "/senseQRSPing").ep, endpoint::qrs_ping);
+  EXPECT_EQ(r.match("GET", "/v4/reloadtask/x/start").status, 405u);
+}
+
+TEST(rest_sense, seed_start_needs_a_guid) {
+  auto ok = parse_start_task(
+    make_request("GET", "/senseStartTask?taskId=" + task_a), spelling::seed, "");
+  ASSERT_TRUE(std::holds_alternative<task_start_request>(ok));
+  EXPECT_EQ(std::get<task_start_request>(ok).task_ids,
+            (std::vector<std::string>{task_a}));
+  auto bad = parse_start_task(make_request("GET", "/senseStartTask?taskId=abc"),
+                              spelling::v2, "");
+  ASSERT_TRUE(std::holds_alternative<http::response>(bad));
+  EXPECT_EQ(message_of(std::get<http::response>(bad)),
+            "Parameter taskId must be a Qlik Sense id (GUID), got \"abc\"");
+  auto missing = parse_start_task(make_request("GET", "/senseStartTask"),
+                                  spelling::seed, "");
+  ASSERT_TRUE(std::holds_alternative<http::response>(missing));
+}
+
+TEST(rest_sense, v4_start_reads_path_body_and_flag) {
+  auto body = json::array(
+    {json{{"type", "starttaskid"}, {"payload", {{"taskId", task_b}}}},
+     json{{"type", "starttasktag"}, {"payload", {{"tag", "startTask1"}}}},
+     json{{"type", "starttaskcustomproperty"},
+          {"payload",
+           {{"customPropertyName", "taskGroup"},
+            {"customPropertyValue", "tasks2"}}}}});
+  auto parsed = parse_start_task(
+    make_request("PUT", "/v4/reloadtask/" + task_a
+                          + "/start?allTaskIdsMustExist=true",
+                 body.dump()),
+    spelling::v4, task_a);
+  ASSERT_TRUE(std::holds_alternative<task_start_request>(parsed));
+  auto& req = std::get<task_start_request>(parsed);
+  EXPECT_EQ(req.task_ids, (std::vector<std::string>{task_a, task_b}));
+  EXPECT_EQ(req.tags, (std::vector<std::string>{"startTask1"}));
+  EXPECT_EQ(req.custom_properties,
+            (std::vector<std::pair<std::string, std::string>>{
+              {"taskGroup", "tasks2"}}));
+  EXPECT_TRUE(req.all_must_exist);
+  EXPECT_TRUE(req.apply_filter);
+  // The dash means "no id in the path"; an empty body is fine with an id.
+  auto dash_only = parse_start_task(make_request("POST", "/x"), spelling::v4,
+                                    "-");
+  ASSERT_TRUE(std::holds_alternative<http::response>(dash_only));
+  EXPECT_EQ(message_of(std::get<http::response>(dash_only)),
+            "No task to start: give a task id in the path or entries in the "
+            "body");
+  auto path_only = parse_start_task(make_request("POST", "/x", ""),
+                                    spelling::v4, task_a);
+  ASSERT_TRUE(std::holds_alternative<task_start_request>(path_only));
+}
+
+TEST(rest_sense, v4_start_rejects_bad_input_naming_it) {
+  struct bad_case {
+    std::string path_id;
+    std::string target;
+    std::string body;
+    std::string message;
+  };
+  for (auto& c : std::vector<bad_case>{
+         {"abc", "/x", "", "Parameter taskId must be a Qlik Sense id (GUID), "
+                           "got \"abc\""},
+         {task_a, "/x?allTaskIdsMustExist=yes", "",
+          "Parameter allTaskIdsMustExist must be true or false, got \"yes\""},
+         {task_a, "/x", "{", "Request body is not valid JSON"},
+         {task_a, "/x", "{}",
+          "Request body must be a JSON array of {\"type\",\"payload\"} "
+          "entries"},
+         {task_a, "/x", R"([{"payload":{}}])", "Each body entry needs a \"type\""},
+         {task_a, "/x", R"([{"type":"starttaskid","payload":{"taskId":"zz"}}])",
+          "Parameter taskId must be a Qlik Sense id (GUID), got \"zz\""},
+         {task_a, "/x", R"([{"type":"starttasktag","payload":{}}])",
+          "Body entry payload needs a non-empty tag"},
+         {task_a, "/x",
+          R"([{"type":"starttaskcustomproperty","payload":{"customPropertyName":"a"}}])",
+          "Body entry payload needs a non-empty customPropertyValue"},
+         {task_a, "/x", R"([{"type":"keyvaluestore","payload":{}}])",
+          "Body entries of type keyvaluestore are not supported: this Butler "
+          "has no key-value store yet"},
+         {task_a, "/x", R"([{"type":"launch","payload":{}}])",
+          "Unknown body entry type \"launch\" (starttaskid, starttasktag, "
+          "starttaskcustomproperty)"},
+       }) {
+    auto parsed = parse_start_task(make_request("PUT", c.target, c.body),
+                                   spelling::v4, c.path_id);
+    ASSERT_TRUE(std::holds_alternative<http::response>(parsed)) << c.body;
+    EXPECT_EQ(std::get<http::response>(parsed).status, 400u);
+    EXPECT_EQ(message_of(std::get<http::response>(parsed)), c.message);
+  }
+}
+
+TEST(rest_sense, start_replies_follow_each_spelling) {
+  task_start_request req;
+  req.task_ids = {task_a};
+  task_start_result started;
+  started.started = {{task_a, "Reload of Sales"}};
+  EXPECT_EQ(start_task_response(req, started, spelling::seed).body,
+            R"({"taskId":")" + task_a + R"("})");
+  task_start_result unknown;
+  unknown.invalid = {task_a};
+  auto not_found = start_task_response(req, unknown, spelling::v2);
+  EXPECT_EQ(not_found.status, 404u);
+  task_start_result denied;
+  denied.denied = {task_a};
+  EXPECT_EQ(start_task_response(req, denied, spelling::seed).status, 403u);
+  task_start_result all;
+  all.started = {{task_a, "Reload of Sales"}};
+  all.invalid = {task_b};
+  all.by_tag = {{task_b, "Nightly"}};
+  all.tags_denied = {"secret"};
+  all.custom_properties_denied = {{"taskGroup", "tasks9"}};
+  auto v4 = start_task_response(req, all, spelling::v4);
+  EXPECT_EQ(v4.status, 200u);
+  EXPECT_EQ(json::parse(v4.body),
+            json::parse(R"({"tasksId":{"started":[{"taskId":")" + task_a
+                        + R"(","taskName":"Reload of Sales"}],"invalid":[{"taskId":")"
+                        + task_b + R"("}],"denied":[]},"tasksTag":[{"taskId":")"
+                        + task_b + R"(","taskName":"Nightly"}],)"
+                        + R"("tasksTagDenied":[{"tag":"secret"}],"tasksCP":[],)"
+                        + R"("tasksCPDenied":[{"name":"taskGroup","value":"tasks9"}]})"));
+}
+
+TEST(rest_sense, dump_and_reload_parse_their_ids_and_options) {
+  auto seed = parse_app_dump(make_request("GET", "/senseAppDump?appId=" + task_b),
+                             spelling::seed, "");
+  ASSERT_TRUE(std::holds_alternative<app_dump_request>(seed));
+  EXPECT_EQ(std::get<app_dump_request>(seed).app_id, task_b);
+  auto bad = parse_app_dump(make_request("GET", "/x"), spelling::v4, "nope");
+  ASSERT_TRUE(std::holds_alternative<http::response>(bad));
+  auto reload = parse_app_reload(
+    make_request("PUT", "/x",
+                 R"({"reloadMode":1,"partialReload":true,)"
+                 R"("startQSEoWTaskOnSuccess":[")" + task_a + R"("],)"
+                 R"("startQSEoWTaskOnFailure":[]})"),
+    task_b);
+  ASSERT_TRUE(std::holds_alternative<app_reload_request>(reload));
+  auto& r = std::get<app_reload_request>(reload);
+  EXPECT_EQ(r.mode, 1);
+  EXPECT_TRUE(r.partial);
+  EXPECT_EQ(r.start_on_success, (std::vector<std::string>{task_a}));
+  for (auto body : {R"({"reloadMode":3})", R"({"reloadMode":4294967297})",
+                    R"({"reloadMode":-4294967295})", R"({"reloadMode":1.0})",
+                    R"({"partialReload":"yes"})",
+                    R"({"startQSEoWTaskOnSuccess":"x"})",
+                    R"({"startQSEoWTaskOnFailure":["nope"]})", "[1]"}) {
+    auto res = parse_app_reload(make_request("PUT", "/x", body), task_b);
+    EXPECT_TRUE(std::holds_alternative<http::response>(res)) << body;
+  }
+  app_reload_result ok{true, {}};
+  EXPECT_EQ(app_reload_response(r, ok).status, 201u);
+  EXPECT_EQ(app_reload_response(r, ok).body, R"({"appId":")" + task_b + R"("})");
+  EXPECT_EQ(app_reload_response(r, app_reload_result{}).status, 500u);
+}
+
+TEST(rest_sense, list_and_ping_replies) {
+  EXPECT_EQ(list_apps_response(app_list{{{task_b, "Sales dashboard"}}}).body,
+            R"([{"id":")" + task_b + R"(","name":"Sales dashboard"}])");
+  EXPECT_EQ(qrs_ping_response("30.4.2.0").body,
+            R"({"response":"QRS reachable","version":"30.4.2.0"})");
 }

@@ -1,0 +1,203 @@
+#include "actors/qrs_client.hpp"
+
+#include "actors/actor_common.hpp"
+#include "net/qrs_ops.hpp"
+
+#include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
+
+namespace butler {
+
+namespace {
+
+using self_ptr = qrs_client_actor::stateful_pointer<qrs_client_state>;
+
+constexpr auto drain_poll = std::chrono::milliseconds{10};
+
+/// Maps a QRS failure to the Butler error the REST API renders: a timeout
+/// is 504, an unknown task 404, everything else a bad gateway (502).
+caf::error to_error(const qrs::qrs_error& err) {
+  using kind = qrs::qrs_error::kind_type;
+  switch (err.kind) {
+    case kind::timeout:
+      return caf::make_error(ec::timeout, err.message);
+    case kind::not_found:
+      return caf::make_error(ec::not_found, err.message);
+    default:
+      return caf::make_error(ec::bad_gateway, err.message);
+  }
+}
+
+task_start_result to_message(const qrs::start_result& r) {
+  task_start_result out;
+  for (auto& t : r.started)
+    out.started.push_back(task_ref{t.id, t.name});
+  out.invalid = r.invalid;
+  out.denied = r.denied;
+  for (auto& t : r.by_tag)
+    out.by_tag.push_back(task_ref{t.id, t.name});
+  out.tags_denied = r.tags_denied;
+  for (auto& t : r.by_custom_property)
+    out.by_custom_property.push_back(task_ref{t.id, t.name});
+  out.custom_properties_denied = r.custom_properties_denied;
+  return out;
+}
+
+/// Returns a callback that hands an operation's outcome back to the actor.
+template <class Result, class Convert>
+auto deliver_to(self_ptr self, std::uint64_t op, Convert convert) {
+  auto weak = caf::actor_cast<caf::weak_actor_ptr>(self);
+  return [weak, op, convert](std::variant<Result, qrs::qrs_error> outcome) {
+    auto strong = weak.lock();
+    if (!strong)
+      return;
+    auto handle = caf::actor_cast<qrs_client_actor>(strong);
+    if (auto* ok = std::get_if<Result>(&outcome))
+      caf::anon_send(handle, atom::done_v, op, convert(*ok));
+    else
+      caf::anon_send(handle, atom::done_v, op,
+                     to_error(std::get<qrs::qrs_error>(outcome)));
+  };
+}
+
+/// Answers a pending drain once nothing is in flight; only the tick chain
+/// (`poll`) keeps polling, so completions do not start more chains.
+void check_drain(self_ptr self, bool poll = false) {
+  auto& st = self->state;
+  if (!st.drain_promise.pending())
+    return;
+  if (st.starts.empty() && st.pings.empty()) {
+    st.drain_promise.deliver(true);
+  } else if (self->clock().now() >= st.drain_deadline) {
+    spdlog::warn("{} stops with {} QRS calls unanswered", self->name(),
+                 st.starts.size() + st.pings.size());
+    st.drain_promise.deliver(false);
+  } else if (poll) {
+    self->delayed_send(self, drain_poll, atom::tick_v);
+  }
+}
+
+} // namespace
+
+qrs::qrs_options qrs_options_of(const butler_config& cfg) {
+  qrs::qrs_options opts;
+  opts.host = cfg.qrs.host;
+  opts.port = cfg.qrs.port;
+  opts.use_ssl = cfg.qrs.use_ssl;
+  opts.client_cert = cfg.cert.client_cert;
+  opts.client_key = cfg.cert.client_cert_key;
+  opts.ca_file = cfg.cert.client_cert_ca;
+  opts.verify_peer = cfg.qrs.reject_unauthorized;
+  opts.headers = cfg.qrs.headers;
+  opts.timeout = cfg.qrs.timeout;
+  return opts;
+}
+
+qrs::start_filter start_filter_of(const butler_config& cfg) {
+  auto& f = cfg.start_task_filter;
+  return qrs::start_filter{f.enable, f.task_ids, f.tags, f.custom_properties};
+}
+
+qrs_client_actor::behavior_type
+qrs_client(qrs_client_actor::stateful_pointer<qrs_client_state> self,
+           qrs::qrs_options opts, qrs::start_filter filter,
+           std::shared_ptr<http::client> http) {
+  install_exception_handler(self);
+  auto& st = self->state;
+  st.opts = std::move(opts);
+  st.filter = std::move(filter);
+  st.http = std::move(http);
+  return {
+    [=](task_start_request& req) -> caf::result<task_start_result> {
+      auto& st = self->state;
+      auto op = ++st.next_op;
+      auto promise = self->make_response_promise<task_start_result>();
+      st.starts.emplace(op, promise);
+      ++st.start_calls;
+      spdlog::info("{} starts tasks for {}: {} ids, {} tags, {} custom "
+                   "properties",
+                   self->name(), req.event_id, req.task_ids.size(),
+                   req.tags.size(), req.custom_properties.size());
+      qrs::start_request sreq{std::move(req.task_ids), std::move(req.tags),
+                              std::move(req.custom_properties),
+                              req.all_must_exist};
+      qrs::start_tasks(*st.http, st.opts,
+                       req.apply_filter ? st.filter : qrs::start_filter{},
+                       std::move(sreq),
+                       deliver_to<qrs::start_result>(self, op, to_message));
+      return promise;
+    },
+    [=](atom::ping) -> caf::result<std::string> {
+      auto& st = self->state;
+      auto op = ++st.next_op;
+      auto promise = self->make_response_promise<std::string>();
+      st.pings.emplace(op, promise);
+      qrs::about(*st.http, st.opts,
+                 deliver_to<std::string>(self, op,
+                                         [](const std::string& v) { return v; }));
+      return promise;
+    },
+    [=](atom::done, uint64_t op, task_start_result& result) {
+      auto& st = self->state;
+      auto i = st.starts.find(op);
+      if (i == st.starts.end())
+        return;
+      st.tasks_started += result.started.size() + result.by_tag.size()
+                          + result.by_custom_property.size();
+      spdlog::info("{} started {} tasks ({} unknown, {} denied)", self->name(),
+                   result.started.size() + result.by_tag.size()
+                     + result.by_custom_property.size(),
+                   result.invalid.size(),
+                   result.denied.size() + result.tags_denied.size()
+                     + result.custom_properties_denied.size());
+      i->second.deliver(std::move(result));
+      st.starts.erase(i);
+      check_drain(self);
+    },
+    [=](atom::done, uint64_t op, std::string& version) {
+      auto& st = self->state;
+      auto i = st.pings.find(op);
+      if (i == st.pings.end())
+        return;
+      i->second.deliver(std::move(version));
+      st.pings.erase(i);
+      check_drain(self);
+    },
+    [=](atom::done, uint64_t op, caf::error& err) {
+      auto& st = self->state;
+      ++st.failures;
+      spdlog::warn("{} {}", self->name(), error_text(err));
+      if (auto i = st.starts.find(op); i != st.starts.end()) {
+        i->second.deliver(std::move(err));
+        st.starts.erase(i);
+      } else if (auto j = st.pings.find(op); j != st.pings.end()) {
+        j->second.deliver(std::move(err));
+        st.pings.erase(j);
+      }
+      check_drain(self);
+    },
+    [=](atom::status) {
+      auto& st = self->state;
+      return counters_status{{{"start_calls", st.start_calls},
+                              {"tasks_started", st.tasks_started},
+                              {"failures", st.failures},
+                              {"in_flight", st.starts.size() + st.pings.size()}}};
+    },
+    [=](atom::drain, caf::timespan grace) -> caf::result<bool> {
+      auto& st = self->state;
+      if (st.drain_promise.pending())
+        return caf::make_error(ec::unavailable, "drain already running");
+      st.drain_promise = self->make_response_promise<bool>();
+      st.drain_deadline = self->clock().now() + grace;
+      auto promise = st.drain_promise;
+      check_drain(self, true);
+      return promise;
+    },
+    [=](atom::tick) { check_drain(self, true); },
+    [=](peer_up&) {
+      // qrs_client needs no peers.
+    },
+  };
+}
+
+} // namespace butler
