@@ -135,10 +135,12 @@ supervisor_actor start_service(caf::actor_system& sys,
                      }});
   }
   if (cfg.mqtt.enable) {
-    auto topic = cfg.mqtt.task_start_topic;
-    specs.push_back({"mqtt-task-starter", [topic](caf::actor_system& sys) {
+    task_starter_options opts;
+    opts.topic = cfg.mqtt.task_start_topic;
+    opts.reply_timeout = cfg.qrs.timeout * 4 + std::chrono::seconds{5};
+    specs.push_back({"mqtt-task-starter", [opts](caf::actor_system& sys) {
                        return caf::actor_cast<caf::actor>(
-                         sys.spawn(mqtt_task_starter, topic));
+                         sys.spawn(mqtt_task_starter, opts));
                      }});
   }
   auto mqtt_cfg = cfg.mqtt;

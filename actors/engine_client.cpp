@@ -47,17 +47,13 @@ auto deliver_to(self_ptr self, std::uint64_t op, Convert convert) {
 
 void check_drain(self_ptr self, bool poll = false) {
   auto& st = self->state;
-  if (!st.drain_promise.pending())
-    return;
-  if (st.in_flight() == 0) {
-    st.drain_promise.deliver(true);
-  } else if (self->clock().now() >= st.drain_deadline) {
+  auto left = st.in_flight();
+  auto outcome = st.drain.settle(left, self->clock().now());
+  if (outcome == drain_gate::expired)
     spdlog::warn("{} stops with {} Engine operations unfinished",
-                 self->name(), st.in_flight());
-    st.drain_promise.deliver(false);
-  } else if (poll) {
+                 self->name(), left);
+  else if (outcome == drain_gate::waiting && poll)
     self->delayed_send(self, drain_poll, atom::tick_v);
-  }
 }
 
 /// Starts the follow-up tasks of a finished reload, then answers it.
@@ -218,12 +214,7 @@ engine_client(engine_client_actor::stateful_pointer<engine_client_state> self,
                               {"in_flight", st.in_flight()}}};
     },
     [=](atom::drain, caf::timespan grace) -> caf::result<bool> {
-      auto& st = self->state;
-      if (st.drain_promise.pending())
-        return caf::make_error(ec::unavailable, "drain already running");
-      st.drain_promise = self->make_response_promise<bool>();
-      st.drain_deadline = self->clock().now() + grace;
-      auto promise = st.drain_promise;
+      auto promise = self->state.drain.open(self, grace);
       check_drain(self, true);
       return promise;
     },

@@ -6,6 +6,7 @@
 // client's own I/O thread; outcomes come back as messages.
 
 #include "config/butler_config.hpp"
+#include "actors/drain_gate.hpp"
 #include "messages/actors.hpp"
 #include "net/engine_client.hpp"
 
@@ -42,8 +43,7 @@ struct engine_client_state {
   // Counters.
   std::uint64_t operations = 0;
   std::uint64_t failures = 0;
-  caf::typed_response_promise<bool> drain_promise;
-  caf::actor_clock::time_point drain_deadline;
+  drain_gate drain;
 
   std::size_t in_flight() const {
     return lists.size() + dumps.size() + reloads.size();

@@ -70,16 +70,12 @@ void expire_pending(self_ptr self) {
 
 void check_drain(self_ptr self) {
   auto& st = self->state;
-  if (!st.drain_promise.pending())
+  if (!st.drain.pending())
     return;
   auto in_flight = st.server ? st.server->stats().requests_in_flight : 0;
-  if (in_flight == 0) {
-    st.drain_promise.deliver(true);
-  } else if (self->clock().now() >= st.drain_deadline) {
+  if (st.drain.settle(in_flight, self->clock().now()) == drain_gate::expired)
     spdlog::warn("{} gives up on {} requests still in flight", self->name(),
                  in_flight);
-    st.drain_promise.deliver(false);
-  }
 }
 
 void on_tick(self_ptr self) {
@@ -87,7 +83,7 @@ void on_tick(self_ptr self) {
   st.ticking = false;
   expire_pending(self);
   check_drain(self);
-  if (st.has_pending() || st.drain_promise.pending())
+  if (st.has_pending() || st.drain.pending())
     schedule_tick(self);
 }
 
@@ -429,15 +425,13 @@ http_ingress(http_ingress_actor::stateful_pointer<http_ingress_state> self,
     },
     [=](atom::drain, caf::timespan grace) -> caf::result<bool> {
       auto& st = self->state;
-      if (st.drain_promise.pending())
+      if (st.drain.pending())
         return caf::make_error(ec::unavailable, "drain already running");
       spdlog::info("{} stops accepting connections", self->name());
       st.server->stop_accepting();
-      st.drain_promise = self->make_response_promise<bool>();
-      st.drain_deadline = self->clock().now() + grace;
-      auto promise = st.drain_promise;
+      auto promise = st.drain.open(self, grace);
       check_drain(self);
-      if (st.drain_promise.pending())
+      if (st.drain.pending())
         schedule_tick(self);
       return promise;
     },

@@ -7,6 +7,7 @@
 // mapped back to HTTP (a timeout becomes 504).
 
 #include "config/butler_config.hpp"
+#include "actors/drain_gate.hpp"
 #include "messages/actors.hpp"
 #include "net/http_server.hpp"
 #include "net/http_types.hpp"
@@ -85,8 +86,7 @@ struct http_ingress_state {
   /// Whether a tick is scheduled.
   bool ticking = false;
   /// Pending drain: answered when nothing is in flight or at the deadline.
-  caf::typed_response_promise<bool> drain_promise;
-  caf::actor_clock::time_point drain_deadline;
+  drain_gate drain;
 
   ~http_ingress_state();
 };

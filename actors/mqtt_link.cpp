@@ -20,18 +20,23 @@ constexpr auto drain_poll = std::chrono::milliseconds{10};
 
 void check_drain(self_ptr self) {
   auto& st = self->state;
-  if (!st.drain_promise.pending())
+  if (!st.drain.pending())
     return;
   auto held = st.client->stats().backlog;
-  if (held == 0) {
-    spdlog::info("{} handed its whole backlog to the broker", self->name());
-    st.drain_promise.deliver(true);
-  } else if (self->clock().now() >= st.drain_deadline) {
-    spdlog::warn("{} still holds {} messages at the end of the grace period",
-                 self->name(), held);
-    st.drain_promise.deliver(false);
-  } else {
-    self->delayed_send(self, drain_poll, atom::tick_v);
+  switch (st.drain.settle(held, self->clock().now())) {
+    case drain_gate::drained:
+      spdlog::info("{} handed its whole backlog to the broker", self->name());
+      break;
+    case drain_gate::expired:
+      spdlog::warn("{} still holds {} messages at the end of the grace "
+                   "period",
+                   self->name(), held);
+      break;
+    case drain_gate::waiting:
+      self->delayed_send(self, drain_poll, atom::tick_v);
+      break;
+    case drain_gate::idle:
+      break;
   }
 }
 
@@ -202,12 +207,7 @@ mqtt_link(mqtt_link_actor::stateful_pointer<mqtt_link_state> self,
                               st.shed};
     },
     [=](atom::drain, caf::timespan grace) -> caf::result<bool> {
-      auto& st = self->state;
-      if (st.drain_promise.pending())
-        return caf::make_error(ec::unavailable, "drain already running");
-      st.drain_promise = self->make_response_promise<bool>();
-      st.drain_deadline = self->clock().now() + grace;
-      auto promise = st.drain_promise;
+      auto promise = self->state.drain.open(self, grace);
       check_drain(self);
       return promise;
     },

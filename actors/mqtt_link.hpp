@@ -7,6 +7,7 @@
 // neither drops the connection nor loses held messages.
 
 #include "config/butler_config.hpp"
+#include "actors/drain_gate.hpp"
 #include "messages/actors.hpp"
 #include "net/mqtt_client.hpp"
 
@@ -41,8 +42,7 @@ struct mqtt_link_state {
   std::uint64_t inbound_dispatched = 0;
   std::uint64_t inbound_ignored = 0;
   /// Pending drain: answered when the backlog is empty or at the deadline.
-  caf::typed_response_promise<bool> drain_promise;
-  caf::actor_clock::time_point drain_deadline;
+  drain_gate drain;
 
   ~mqtt_link_state();
 };

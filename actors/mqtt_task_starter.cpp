@@ -29,14 +29,88 @@ std::string printable(const std::string& text) {
   return text.size() > 80 ? out + "..." : out;
 }
 
+constexpr auto drain_poll = std::chrono::milliseconds{10};
+
+/// Sends `job` to qrs_client and counts its outcome when it comes back.
+void send_start(self_ptr self, mqtt_task_starter_state::start job);
+
+/// Sends waiting starts while fewer than opts.max_in_flight are out.
+void pump(self_ptr self) {
+  auto& st = self->state;
+  while (st.in_flight < st.opts.max_in_flight && !st.waiting.empty()) {
+    auto job = std::move(st.waiting.front());
+    st.waiting.pop_front();
+    send_start(self, std::move(job));
+  }
+}
+
+void check_drain(self_ptr self, bool poll = false) {
+  auto& st = self->state;
+  auto left = st.in_flight + st.waiting.size();
+  auto outcome = st.drain.settle(left, self->clock().now());
+  if (outcome == drain_gate::expired)
+    spdlog::warn("{} stops with {} task starts not done ({} not sent to "
+                 "QRS)",
+                 self->name(), left, st.waiting.size());
+  else if (outcome == drain_gate::waiting && poll)
+    self->delayed_send(self, drain_poll, atom::tick_v);
+}
+
+void send_start(self_ptr self, mqtt_task_starter_state::start job) {
+  auto& st = self->state;
+  if (!st.qrs) {
+    ++st.failed;
+    spdlog::error("{} cannot start task {} for {}: qrs-client is not "
+                  "running (is Butler.configQRS set?)",
+                  self->name(), job.task_id, job.id);
+    return;
+  }
+  task_start_request req;
+  req.task_ids = {job.task_id};
+  req.event_id = job.id;
+  ++st.in_flight;
+  self->request(st.qrs, st.opts.reply_timeout, std::move(req))
+    .then(
+      [self, job](task_start_result& result) {
+        auto& st = self->state;
+        --st.in_flight;
+        if (!result.started.empty()) {
+          ++st.started;
+          spdlog::info("{} started task {} for {}", self->name(),
+                       job.task_id, job.id);
+        } else if (!result.denied.empty()) {
+          ++st.denied;
+          spdlog::warn("{} did not start task {} for {}: not allowed by "
+                       "Butler.startTaskFilter",
+                       self->name(), job.task_id, job.id);
+        } else {
+          ++st.unknown;
+          spdlog::warn("{} did not start task {} for {}: Qlik Sense does "
+                       "not know it",
+                       self->name(), job.task_id, job.id);
+        }
+        pump(self);
+        check_drain(self);
+      },
+      [self, job](caf::error& err) {
+        auto& st = self->state;
+        --st.in_flight;
+        ++st.failed;
+        spdlog::error("{} could not start task {} for {}: {}", self->name(),
+                      job.task_id, job.id, error_text(err));
+        pump(self);
+        check_drain(self);
+      });
+}
+
 } // namespace
 
 mqtt_task_starter_actor::behavior_type
 mqtt_task_starter(
   mqtt_task_starter_actor::stateful_pointer<mqtt_task_starter_state> self,
-  std::string topic) {
+  task_starter_options opts) {
   install_exception_handler(self);
-  self->state.topic = std::move(topic);
+  self->state.opts = std::move(opts);
   return {
     [=](mqtt_inbound& msg) {
       auto& st = self->state;
@@ -49,41 +123,19 @@ mqtt_task_starter(
                      self->name(), id, msg.topic, printable(msg.payload));
         return;
       }
-      if (!st.qrs) {
-        ++st.failed;
-        spdlog::error("{} cannot start task {} for {}: qrs-client is not "
-                      "running (is Butler.configQRS set?)",
-                      self->name(), task_id, id);
-        return;
+      if (st.in_flight < st.opts.max_in_flight) {
+        send_start(self, {std::move(id), std::move(task_id)});
+      } else if (st.waiting.size() < st.opts.max_waiting) {
+        st.waiting.push_back({std::move(id), std::move(task_id)});
+      } else {
+        // One line for the first drop and then one per 1000, so a flood
+        // does not flood the log too.
+        if (st.dropped++ % 1000 == 0)
+          spdlog::error("{} drops {} (task {}): {} starts already wait for "
+                        "QRS ({} dropped so far)",
+                        self->name(), id, task_id, st.waiting.size(),
+                        st.dropped);
       }
-      task_start_request req;
-      req.task_ids = {task_id};
-      req.event_id = id;
-      self->request(st.qrs, caf::infinite, std::move(req))
-        .then(
-          [self, id, task_id](task_start_result& result) {
-            auto& st = self->state;
-            if (!result.started.empty()) {
-              ++st.started;
-              spdlog::info("{} started task {} for {}", self->name(), task_id,
-                           id);
-            } else if (!result.denied.empty()) {
-              ++st.denied;
-              spdlog::warn("{} did not start task {} for {}: not allowed by "
-                           "Butler.startTaskFilter",
-                           self->name(), task_id, id);
-            } else {
-              ++st.unknown;
-              spdlog::warn("{} did not start task {} for {}: Qlik Sense does "
-                           "not know it",
-                           self->name(), task_id, id);
-            }
-          },
-          [self, id, task_id](caf::error& err) {
-            ++self->state.failed;
-            spdlog::error("{} could not start task {} for {}: {}",
-                          self->name(), task_id, id, error_text(err));
-          });
     },
     [=](atom::status) {
       auto& st = self->state;
@@ -92,16 +144,24 @@ mqtt_task_starter(
                               {"started", st.started},
                               {"unknown", st.unknown},
                               {"denied", st.denied},
-                              {"failed", st.failed}}};
+                              {"failed", st.failed},
+                              {"dropped", st.dropped},
+                              {"in_flight", st.in_flight},
+                              {"waiting", st.waiting.size()}}};
     },
-    [=](atom::drain, caf::timespan) { return true; },
+    [=](atom::drain, caf::timespan grace) -> caf::result<bool> {
+      auto promise = self->state.drain.open(self, grace);
+      check_drain(self, true);
+      return promise;
+    },
+    [=](atom::tick) { check_drain(self, true); },
     [=](peer_up& peer) {
       auto& st = self->state;
       if (peer.name == "qrs-client") {
         st.qrs = caf::actor_cast<qrs_client_actor>(peer.handle);
       } else if (peer.name == "mqtt-link") {
         st.mqtt = caf::actor_cast<mqtt_link_actor>(peer.handle);
-        self->send(st.mqtt, atom::subscribe_v, st.topic,
+        self->send(st.mqtt, atom::subscribe_v, st.opts.topic,
                    caf::actor_cast<mqtt_inbound_handler_actor>(self));
       }
     },

@@ -15,7 +15,8 @@ using self_ptr = qrs_client_actor::stateful_pointer<qrs_client_state>;
 constexpr auto drain_poll = std::chrono::milliseconds{10};
 
 /// Maps a QRS failure to the Butler error the REST API renders: a timeout
-/// is 504, an unknown task 404, everything else a bad gateway (502).
+/// is 504, an unknown task 404, a full queue 503, everything else a bad
+/// gateway (502).
 caf::error to_error(const qrs::qrs_error& err) {
   using kind = qrs::qrs_error::kind_type;
   switch (err.kind) {
@@ -23,6 +24,8 @@ caf::error to_error(const qrs::qrs_error& err) {
       return caf::make_error(ec::timeout, err.message);
     case kind::not_found:
       return caf::make_error(ec::not_found, err.message);
+    case kind::busy:
+      return caf::make_error(ec::unavailable, err.message);
     default:
       return caf::make_error(ec::bad_gateway, err.message);
   }
@@ -64,17 +67,12 @@ auto deliver_to(self_ptr self, std::uint64_t op, Convert convert) {
 /// (`poll`) keeps polling, so completions do not start more chains.
 void check_drain(self_ptr self, bool poll = false) {
   auto& st = self->state;
-  if (!st.drain_promise.pending())
-    return;
-  if (st.starts.empty() && st.pings.empty()) {
-    st.drain_promise.deliver(true);
-  } else if (self->clock().now() >= st.drain_deadline) {
-    spdlog::warn("{} stops with {} QRS calls unanswered", self->name(),
-                 st.starts.size() + st.pings.size());
-    st.drain_promise.deliver(false);
-  } else if (poll) {
+  auto left = st.starts.size() + st.pings.size();
+  auto outcome = st.drain.settle(left, self->clock().now());
+  if (outcome == drain_gate::expired)
+    spdlog::warn("{} stops with {} QRS calls unanswered", self->name(), left);
+  else if (outcome == drain_gate::waiting && poll)
     self->delayed_send(self, drain_poll, atom::tick_v);
-  }
 }
 
 } // namespace
@@ -184,12 +182,7 @@ qrs_client(qrs_client_actor::stateful_pointer<qrs_client_state> self,
                               {"in_flight", st.starts.size() + st.pings.size()}}};
     },
     [=](atom::drain, caf::timespan grace) -> caf::result<bool> {
-      auto& st = self->state;
-      if (st.drain_promise.pending())
-        return caf::make_error(ec::unavailable, "drain already running");
-      st.drain_promise = self->make_response_promise<bool>();
-      st.drain_deadline = self->clock().now() + grace;
-      auto promise = st.drain_promise;
+      auto promise = self->state.drain.open(self, grace);
       check_drain(self, true);
       return promise;
     },

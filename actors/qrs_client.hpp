@@ -7,6 +7,7 @@
 // messages, so no actor thread ever waits on QRS.
 
 #include "config/butler_config.hpp"
+#include "actors/drain_gate.hpp"
 #include "messages/actors.hpp"
 #include "net/curl_client.hpp"
 #include "net/qrs_api.hpp"
@@ -43,8 +44,7 @@ struct qrs_client_state {
   std::uint64_t tasks_started = 0;
   std::uint64_t start_calls = 0;
   std::uint64_t failures = 0;
-  caf::typed_response_promise<bool> drain_promise;
-  caf::actor_clock::time_point drain_deadline;
+  drain_gate drain;
 };
 
 /// Talks to QRS.

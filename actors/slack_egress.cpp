@@ -292,17 +292,13 @@ void handle_event(self_ptr self, const log_event& ev) {
 
 void check_drain(self_ptr self) {
   auto& st = self->state;
-  if (!st.drain_promise.pending())
-    return;
-  if (st.held() == 0) {
-    st.drain_promise.deliver(true);
-  } else if (self->clock().now() >= st.drain_deadline) {
+  auto held = st.held();
+  auto outcome = st.drain.settle(held, self->clock().now());
+  if (outcome == drain_gate::expired)
     spdlog::warn("{} stops with {} Slack posts not delivered", self->name(),
-                 st.held());
-    st.drain_promise.deliver(false);
-  } else {
+                 held);
+  else if (outcome == drain_gate::waiting)
     self->delayed_send(self, drain_poll, atom::tick_v);
-  }
 }
 
 /// Loads a formatted channel's template file; an unreadable one leaves the
@@ -368,7 +364,7 @@ slack_egress(slack_egress_actor::stateful_pointer<slack_egress_state> self,
     },
     [=](atom::drain, caf::timespan grace) -> caf::result<bool> {
       auto& st = self->state;
-      if (st.drain_promise.pending())
+      if (st.drain.pending())
         return caf::make_error(ec::unavailable, "drain already running");
       // One last attempt for everything waiting on a back-off.
       while (!st.waiting.empty()) {
@@ -377,9 +373,7 @@ slack_egress(slack_egress_actor::stateful_pointer<slack_egress_state> self,
       }
       st.paused.clear();
       pump(self);
-      st.drain_promise = self->make_response_promise<bool>();
-      st.drain_deadline = self->clock().now() + grace;
-      auto promise = st.drain_promise;
+      auto promise = st.drain.open(self, grace);
       check_drain(self);
       return promise;
     },

@@ -10,6 +10,7 @@
 // client, never blocking an actor thread.
 
 #include "config/butler_config.hpp"
+#include "actors/drain_gate.hpp"
 #include "messages/actors.hpp"
 #include "net/curl_client.hpp"
 #include "net/expiring_set.hpp"
@@ -71,8 +72,7 @@ struct slack_egress_state {
   std::uint64_t rate_limited = 0;
   std::uint64_t template_fallbacks = 0;
   /// Pending drain: answered when nothing is left or at the deadline.
-  caf::typed_response_promise<bool> drain_promise;
-  caf::actor_clock::time_point drain_deadline;
+  drain_gate drain;
 
   /// Returns how many jobs are held (ready, waiting, in flight).
   std::size_t held() const {

@@ -69,18 +69,13 @@ void forward(self_ptr self, event_batch batch) {
 
 void check_drain(self_ptr self) {
   auto& st = self->state;
-  if (!st.drain_promise.pending())
-    return;
   auto in_flight = st.ctx->in_flight.load();
-  if (in_flight == 0) {
-    st.drain_promise.deliver(true);
-  } else if (self->clock().now() >= st.drain_deadline) {
+  auto outcome = st.drain.settle(in_flight, self->clock().now());
+  if (outcome == drain_gate::expired)
     spdlog::warn("{} gives up waiting for {} events in flight", self->name(),
                  in_flight);
-    st.drain_promise.deliver(false);
-  } else {
+  else if (outcome == drain_gate::waiting)
     self->delayed_send(self, drain_poll, atom::tick_v);
-  }
 }
 
 /// Collected events are handed on at this many, or after the linger time.
@@ -287,7 +282,7 @@ udp_ingest(udp_ingest_actor::stateful_pointer<udp_ingest_state> self,
     [=](atom::status) { return status_of(self->state); },
     [=](atom::drain, caf::timespan grace) -> caf::result<bool> {
       auto& st = self->state;
-      if (st.drain_promise.pending())
+      if (st.drain.pending())
         return caf::make_error(ec::unavailable, "drain already running");
       if (st.receiver) {
         spdlog::info("{} closes its sockets", self->name());
@@ -296,9 +291,7 @@ udp_ingest(udp_ingest_actor::stateful_pointer<udp_ingest_state> self,
         send_pending(*st.ctx, caf::actor_cast<caf::weak_actor_ptr>(self),
                      st.ctx, std::chrono::steady_clock::now());
       }
-      st.drain_promise = self->make_response_promise<bool>();
-      st.drain_deadline = self->clock().now() + grace;
-      auto promise = st.drain_promise;
+      auto promise = st.drain.open(self, grace);
       check_drain(self);
       return promise;
     },
@@ -308,7 +301,7 @@ udp_ingest(udp_ingest_actor::stateful_pointer<udp_ingest_state> self,
     },
     [=](atom::tick) {
       auto& st = self->state;
-      if (!st.receiver && !st.drain_promise.pending()) {
+      if (!st.receiver && !st.drain.pending()) {
         self->quit(caf::make_error(ec::unavailable, st.bind_error));
         return;
       }

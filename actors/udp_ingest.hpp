@@ -8,6 +8,7 @@
 // sessionServerStatusTopic: "start" or "error").
 
 #include "config/butler_config.hpp"
+#include "actors/drain_gate.hpp"
 #include "messages/actors.hpp"
 #include "net/log_ingest.hpp"
 #include "net/udp_receiver.hpp"
@@ -72,8 +73,7 @@ struct udp_ingest_state {
   mqtt_link_actor mqtt;
   /// Batches that arrived before the router's handle.
   std::deque<event_batch> waiting;
-  caf::typed_response_promise<bool> drain_promise;
-  caf::actor_clock::time_point drain_deadline;
+  drain_gate drain;
   /// The counters at the last summary line.
   udp_ingest_status last_report;
 

@@ -137,6 +137,11 @@ constexpr const char* user_value = "UserDirectory=Internal;UserId=sa_repository"
 constexpr auto qrs_timeout = std::chrono::seconds{30};
 /// Time one Engine operation (a whole app dump or reload) may take.
 constexpr auto engine_timeout = std::chrono::minutes{10};
+/// Task starts from MQTT sent to QRS at once; more wait in a backlog of
+/// this many, in arrival order, and the ones beyond it are dropped (logged
+/// and counted).
+constexpr std::size_t mqtt_starts_in_flight = 16;
+constexpr std::size_t mqtt_starts_backlog = 10000;
 } // namespace sense
 
 namespace runtime {

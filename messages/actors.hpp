@@ -192,10 +192,14 @@ using engine_client_actor = caf::typed_actor<
 using mqtt_task_starter_actor = caf::typed_actor<
   // Handles one message on the task start topic.
   caf::reacts_to<mqtt_inbound>,
-  // Returns the counters: received, invalid, started, denied, failed.
+  // Returns the counters: received, invalid, started, unknown, denied,
+  // failed, dropped, in_flight, waiting.
   caf::replies_to<atom::status>::with<counters_status>,
-  // Before shutdown: nothing is held; answers true.
+  // Before shutdown: waits for the starts in flight and in the backlog;
+  // answers true when all are done, false when the grace period ends first.
   caf::replies_to<atom::drain, caf::timespan>::with<bool>,
+  // Polls a pending drain.
+  caf::reacts_to<atom::tick>,
   // Learns the current handle of a (re)started peer.
   caf::reacts_to<peer_up>>;
 

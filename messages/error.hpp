@@ -7,6 +7,7 @@
 #include "messages/error_code.hpp"
 
 #include <caf/error.hpp>
+#include <caf/make_message.hpp>
 #include <caf/message.hpp>
 
 #include <string>

@@ -93,8 +93,9 @@ void call(http::client& client, std::shared_ptr<const qrs_options> opts,
     }
   };
   if (!client.submit(std::move(req), std::move(on_done)))
-    (*handler)(make_error(kind::unreachable, 0,
-                          "cannot reach QRS at " + authority(*opts)
+    (*handler)(make_error(kind::busy, 0,
+                          "too many calls waiting for QRS at "
+                            + authority(*opts)
                             + ": the HTTP client refused the request "
                               "(queue full or stopped)"));
 }
@@ -215,6 +216,8 @@ const char* to_string(qrs_error::kind_type k) {
       return "timeout";
     case kind::bad_response:
       return "bad_response";
+    case kind::busy:
+      return "busy";
   }
   return "unknown";
 }

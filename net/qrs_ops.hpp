@@ -43,6 +43,9 @@ struct qrs_error {
     timeout,
     /// An answer Butler cannot use (not JSON, wrong shape, 1xx/3xx).
     bad_response,
+    /// Butler's own HTTP client refused the call: its queue is full (too
+    /// many calls waiting for QRS) or it is stopping. Nothing was sent.
+    busy,
   } kind = kind::unreachable;
   /// The enum's name: `kind` alone names the member.
   using kind_type = enum kind;

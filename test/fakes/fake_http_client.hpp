@@ -6,6 +6,7 @@
 #include "net/curl_client.hpp"
 
 #include <deque>
+#include <functional>
 #include <mutex>
 
 namespace butler::test {
@@ -50,6 +51,18 @@ public:
     return finish(std::move(res));
   }
 
+  /// Answers the oldest request for which `match` is true; returns false if
+  /// none is waiting.
+  bool answer_first(const std::function<bool(const http::outbound_request&)>&
+                      match,
+                    long status, std::string body) {
+    http::outbound_response res;
+    res.status = status;
+    res.body = std::move(body);
+    res.request_sent = true;
+    return finish(std::move(res), match);
+  }
+
   /// Fails the oldest request without a response; `sent` says whether the
   /// request had reached the peer.
   bool fail(bool sent, std::string error = "Connection refused") {
@@ -67,14 +80,20 @@ public:
   bool refuse = false;
 
 private:
-  bool finish(http::outbound_response res) {
+  bool finish(http::outbound_response res,
+              const std::function<bool(const http::outbound_request&)>&
+                match
+              = nullptr) {
     pending p;
     {
       std::lock_guard<std::mutex> guard{mtx_};
-      if (requests.empty())
+      auto i = requests.begin();
+      while (i != requests.end() && match && !match(i->req))
+        ++i;
+      if (i == requests.end())
         return false;
-      p = std::move(requests.front());
-      requests.pop_front();
+      p = std::move(*i);
+      requests.erase(i);
     }
     p.done(std::move(res));
     return true;

@@ -38,6 +38,14 @@ struct qrs_client_test : test::caf_fixture {
   qrs::start_filter filter;
   qrs_client_actor qrs;
 
+  ~qrs_client_test() override {
+    // A call the test left unanswered keeps the client and its caller
+    // alive; stop them as the supervisor would.
+    http->requests.clear();
+    if (qrs)
+      caf::anon_send_exit(qrs, caf::exit_reason::user_shutdown);
+  }
+
   qrs_client_test() {
     opts.host = "sense1";
     opts.headers = {{"X-Qlik-User", "UserDirectory=Internal;UserId=sa_repository"}};
@@ -147,6 +155,22 @@ TEST_F(qrs_client_test, maps_qrs_failures_to_butler_errors) {
   }
 }
 
+TEST_F(qrs_client_test, a_full_http_queue_is_service_unavailable) {
+  start();
+  http->refuse = true;
+  auto reply = self->request(qrs, caf::infinite, atom::ping_v);
+  consume_messages();
+  caf::error err;
+  reply.receive([](std::string&) { ADD_FAILURE() << "expected an error"; },
+                [&](caf::error& e) { err = std::move(e); });
+  EXPECT_EQ(err, caf::make_error(ec::unavailable));
+  EXPECT_NE(error_text(err).find("too many calls waiting for QRS at "
+                                 "sense1:4242"),
+            std::string::npos)
+    << error_text(err);
+  EXPECT_EQ(http->submitted, 0u);
+}
+
 TEST_F(qrs_client_test, ping_answers_the_build_version) {
   start();
   auto reply = self->request(qrs, caf::infinite, atom::ping_v);
@@ -180,50 +204,52 @@ TEST_F(qrs_client_test, drain_waits_for_calls_in_flight) {
 
 namespace {
 
-/// A stand-in for qrs_client that records start requests and answers them.
-struct start_log {
-  std::vector<task_start_request> requests;
-  bool unknown = false;
-};
-
-qrs_client_actor::behavior_type fake_qrs(qrs_client_actor::pointer,
-                                         std::shared_ptr<start_log> log) {
-  return {
-    [=](task_start_request& req) -> task_start_result {
-      log->requests.push_back(req);
-      task_start_result result;
-      if (log->unknown)
-        result.invalid = req.task_ids;
-      else
-        result.started.push_back(task_ref{req.task_ids.front(), "t"});
-      return result;
-    },
-    [=](atom::ping) { return std::string{"1"}; },
-    [=](atom::done, uint64_t, task_start_result&) {},
-    [=](atom::done, uint64_t, std::string&) {},
-    [=](atom::done, uint64_t, caf::error&) {},
-    [=](atom::status) { return counters_status{}; },
-    [=](atom::drain, caf::timespan) { return true; },
-    [=](atom::tick) {},
-    [=](peer_up&) {},
-  };
-}
-
-struct mqtt_task_starter_test : test::caf_fixture {
-  std::shared_ptr<start_log> starts = std::make_shared<start_log>();
+/// The starter in front of the real qrs_client, whose QRS calls the test
+/// answers through the fake HTTP client.
+struct mqtt_task_starter_test : qrs_client_test {
   std::shared_ptr<test::fake_link_script> link_script
     = std::make_shared<test::fake_link_script>();
+  task_starter_options starter_opts;
   mqtt_task_starter_actor starter;
 
-  mqtt_task_starter_test() {
-    starter = sys.spawn(mqtt_task_starter, std::string{"qliksense/start_task"});
-    auto qrs = sys.spawn(fake_qrs, starts);
-    caf::anon_send(starter, peer_up{"qrs-client", caf::actor_cast<caf::actor>(qrs)});
+  ~mqtt_task_starter_test() override {
+    if (starter)
+      caf::anon_send_exit(starter, caf::exit_reason::user_shutdown);
+  }
+
+  void start_starter() {
+    start();
+    starter = sys.spawn(mqtt_task_starter, starter_opts);
+    caf::anon_send(starter,
+                   peer_up{"qrs-client", caf::actor_cast<caf::actor>(qrs)});
     consume_messages();
   }
 
   void deliver(std::string payload) {
-    caf::anon_send(starter, mqtt_inbound{"qliksense/start_task", std::move(payload)});
+    caf::anon_send(starter, mqtt_inbound{"qliksense/start_task",
+                                         std::move(payload)});
+    consume_messages();
+  }
+
+  /// Answers the lookup of task `id` with that task (or none when `known`
+  /// is false) and, for a known task, the start that follows.
+  void answer_start(const std::string& id, bool known = true) {
+    auto lookup = [&](const http::outbound_request& req) {
+      return req.url.find("id%20eq%20" + id) != std::string::npos;
+    };
+    ASSERT_TRUE(http->answer_first(lookup, 200,
+                                   known ? "[" + task_json(id, "Reload") + "]"
+                                         : "[]"))
+      << "no lookup of " << id << " waits";
+    consume_messages();
+    if (!known)
+      return;
+    auto start = [&](const http::outbound_request& req) {
+      return req.url.find("/qrs/task/start/many") != std::string::npos
+             && req.body.find(id) != std::string::npos;
+    };
+    ASSERT_TRUE(http->answer_first(start, 204, ""))
+      << "no start of " << id << " waits";
     consume_messages();
   }
 
@@ -232,30 +258,136 @@ struct mqtt_task_starter_test : test::caf_fixture {
   }
 };
 
+/// Returns a task id that differs from the others by `n`.
+std::string task_id(int n) {
+  auto id = sales;
+  id.replace(id.size() - 2, 2, (n < 10 ? "0" : "") + std::to_string(n));
+  return id;
+}
+
 } // namespace
 
 TEST_F(mqtt_task_starter_test, starts_a_valid_task_id_through_qrs) {
+  start_starter();
   deliver("  " + sales + "\r\n");
-  ASSERT_EQ(starts->requests.size(), 1u);
-  EXPECT_EQ(starts->requests[0].task_ids, (std::vector<std::string>{sales}));
-  EXPECT_TRUE(starts->requests[0].apply_filter);
-  EXPECT_EQ(status().get("started"), 1u);
+  ASSERT_EQ(http->requests.size(), 1u);
+  answer_start(sales);
+  auto st = status();
+  EXPECT_EQ(st.get("started"), 1u);
+  EXPECT_EQ(st.get("in_flight"), 0u);
 }
 
 TEST_F(mqtt_task_starter_test, counts_what_it_cannot_start) {
+  start_starter();
   deliver("not a task id");
   deliver("");
-  EXPECT_TRUE(starts->requests.empty());
-  starts->unknown = true;
+  EXPECT_TRUE(http->requests.empty());
   deliver(finance);
+  answer_start(finance, false);
+  deliver(sales);
+  ASSERT_TRUE(http->answer(500, {}, "boom"));
+  consume_messages();
   auto st = status();
-  EXPECT_EQ(st.get("received"), 3u);
+  EXPECT_EQ(st.get("received"), 4u);
   EXPECT_EQ(st.get("invalid"), 2u);
   EXPECT_EQ(st.get("unknown"), 1u);
+  EXPECT_EQ(st.get("failed"), 1u);
   EXPECT_EQ(st.get("started"), 0u);
 }
 
+TEST_F(mqtt_task_starter_test, applies_the_start_filter) {
+  filter.enable = true;
+  filter.task_ids = {finance};
+  start_starter();
+  deliver(sales);
+  ASSERT_TRUE(http->answer(200, {}, "[" + task_json(sales, "Reload") + "]"));
+  consume_messages();
+  EXPECT_TRUE(http->requests.empty()) << "a denied task is not started";
+  EXPECT_EQ(status().get("denied"), 1u);
+}
+
+TEST_F(mqtt_task_starter_test, a_burst_waits_in_order_behind_a_few_starts) {
+  starter_opts.max_in_flight = 2;
+  starter_opts.max_waiting = 3;
+  start_starter();
+  for (int i = 1; i <= 6; ++i)
+    deliver(task_id(i));
+  EXPECT_EQ(http->requests.size(), 2u) << "two starts in flight";
+  auto st = status();
+  EXPECT_EQ(st.get("in_flight"), 2u);
+  EXPECT_EQ(st.get("waiting"), 3u);
+  EXPECT_EQ(st.get("dropped"), 1u) << "the sixth found the backlog full";
+  // Each finished start lets the oldest waiting one go, in arrival order.
+  for (int i = 1; i <= 5; ++i)
+    answer_start(task_id(i));
+  EXPECT_TRUE(http->requests.empty());
+  st = status();
+  EXPECT_EQ(st.get("started"), 5u);
+  EXPECT_EQ(st.get("in_flight"), 0u);
+  EXPECT_EQ(st.get("waiting"), 0u);
+}
+
+TEST_F(mqtt_task_starter_test, a_lost_answer_frees_its_slot) {
+  starter_opts.max_in_flight = 1;
+  starter_opts.reply_timeout = std::chrono::seconds{5};
+  start_starter();
+  deliver(task_id(1));
+  deliver(task_id(2));
+  EXPECT_EQ(status().get("waiting"), 1u);
+  // qrs-client goes away with the first start in hand; the starter learns
+  // the restarted one's handle.
+  auto old_qrs = qrs;
+  start();
+  caf::anon_send(starter,
+                 peer_up{"qrs-client", caf::actor_cast<caf::actor>(qrs)});
+  caf::anon_send_exit(old_qrs, caf::exit_reason::kill);
+  consume_messages();
+  http->requests.clear();
+  advance_time(std::chrono::seconds{5});
+  consume_messages();
+  auto st = status();
+  EXPECT_EQ(st.get("failed"), 1u);
+  EXPECT_EQ(st.get("in_flight"), 1u) << "the second start went out";
+  EXPECT_EQ(st.get("waiting"), 0u);
+  answer_start(task_id(2));
+  EXPECT_EQ(status().get("started"), 1u);
+}
+
+TEST_F(mqtt_task_starter_test, drain_waits_for_the_backlog) {
+  starter_opts.max_in_flight = 1;
+  start_starter();
+  deliver(task_id(1));
+  deliver(task_id(2));
+  auto drain = self->request(starter, caf::infinite, atom::drain_v,
+                             caf::timespan{10s});
+  consume_messages();
+  answer_start(task_id(1));
+  advance_time(20ms);
+  consume_messages();
+  EXPECT_TRUE(self->mailbox().empty()) << "one start still waits";
+  answer_start(task_id(2));
+  advance_time(20ms);
+  consume_messages();
+  drain.receive([](bool clean) { EXPECT_TRUE(clean); },
+                [&](caf::error& err) { ADD_FAILURE() << sys.render(err); });
+}
+
+TEST_F(mqtt_task_starter_test, drain_gives_up_at_the_end_of_the_grace) {
+  start_starter();
+  deliver(task_id(1));
+  auto drain = self->request(starter, caf::infinite, atom::drain_v,
+                             caf::timespan{50ms});
+  consume_messages();
+  for (int i = 0; i < 10; ++i) {
+    advance_time(10ms);
+    consume_messages();
+  }
+  drain.receive([](bool clean) { EXPECT_FALSE(clean); },
+                [&](caf::error& err) { ADD_FAILURE() << sys.render(err); });
+}
+
 TEST_F(mqtt_task_starter_test, registers_its_topic_with_the_mqtt_link) {
+  start_starter();
   auto link = sys.spawn(test::fake_mqtt_link, link_script);
   caf::anon_send(starter, peer_up{"mqtt-link", caf::actor_cast<caf::actor>(link)});
   consume_messages();

@@ -888,13 +888,13 @@ TEST_F(qrs_ops_test, a_stopped_client_fails_at_once) {
   outcome<std::variant<std::string, qrs_error>> out;
   about(*client_, options(), out.callback());
   ASSERT_EQ(out.count(), 1u);
-  ASSERT_FAILED(out.value(), kind::unreachable);
+  ASSERT_FAILED(out.value(), kind::busy);
   outcome<std::variant<start_result, qrs_error>> start;
   start_request req;
   req.task_ids = {sales};
   req.tags = {"a", "b"};
   start_tasks(*client_, options(), {}, req, start.callback());
   EXPECT_EQ(start.count(), 1u);
-  ASSERT_FAILED(start.value(), kind::unreachable);
+  ASSERT_FAILED(start.value(), kind::busy);
   EXPECT_EQ(calls(), json::array());
 }
