@@ -317,6 +317,13 @@ public:
     curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS,
                       std::max(total, static_cast<long>(
                                         opts_.max_host_connections)));
+    // TLS sessions are shared by every transfer, so a fresh connection to a
+    // peer seen before (each at-most-once request has one) resumes its
+    // session instead of paying a full handshake with the client
+    // certificate. Only the client's thread uses the share: no locks.
+    share_ = curl_share_init();
+    if (share_ != nullptr)
+      curl_share_setopt(share_, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
     thread_ = std::thread{[this] { run(); }};
     thread_id_ = thread_.get_id();
     spdlog::debug("curl-client started (max_concurrent {}, max_pending {})",
@@ -367,6 +374,8 @@ public:
     if (thread_.joinable()) {
       thread_.join();
       curl_multi_cleanup(multi_);
+      if (share_ != nullptr)
+        curl_share_cleanup(share_);
       spdlog::debug("curl-client stopped");
     }
   }
@@ -437,6 +446,8 @@ private:
       fail_early(std::move(j), CURLE_FAILED_INIT, "cannot create a handle");
       return;
     }
+    if (share_ != nullptr)
+      curl_easy_setopt(j->easy, CURLOPT_SHARE, share_);
     if (auto rc = configure(*j); rc != CURLE_OK) {
       auto text = j->error_buffer[0] != '\0' ? std::string{j->error_buffer}
                                              : curl_easy_strerror(rc);
@@ -549,6 +560,7 @@ private:
 
   const client_options opts_;
   CURLM* multi_ = nullptr;
+  CURLSH* share_ = nullptr;
 
   /// Guards queue_, stopping_ and stats_.
   mutable std::mutex mtx_;

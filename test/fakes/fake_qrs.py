@@ -1382,6 +1382,8 @@ def main(argv=None):
     parser.add_argument("--control-port", type=int, default=0)
     parser.add_argument("--data", help="JSON data set replacing the "
                         "built-in one")
+    parser.add_argument("--quiet", action="store_true",
+                        help="log no line per request")
     args = parser.parse_args(argv)
     data = None
     try:
@@ -1390,7 +1392,7 @@ def main(argv=None):
                 data = json.load(f)
         fake = FakeQrs(args.cert, args.key, args.ca, data=data,
                        port=args.port, control_port=args.control_port,
-                       verbose=True).start()
+                       verbose=not args.quiet).start()
     except (OSError, ValueError, ssl.SSLError) as exc:
         sys.stderr.write(f"fake-qrs: cannot start: {exc}\n")
         return 2
