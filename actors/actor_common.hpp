@@ -1,11 +1,15 @@
 #pragma once
 
 // What every actor file shares. Log lines name the actor first
-// (`spdlog::info("{} published {} to {}", self->name(), id, topic)`), and the
-// exception handler turns a throw into a logged exit the supervisor restarts.
+// (`spdlog::info("{} published {} to {}", self->name(), id, topic)`); the
+// exception handler turns a throw into a logged exit the supervisor restarts;
+// and every actor answers the supervisor's heartbeat and readiness queries.
 
+#include "messages/atoms.hpp"
 #include "messages/error.hpp"
 
+#include <caf/make_message.hpp>
+#include <caf/message_view.hpp>
 #include <caf/scheduled_actor.hpp>
 #include <caf/stateful_actor.hpp>
 
@@ -18,8 +22,22 @@ namespace butler {
 
 /// Makes an exception escaping a handler end the actor with
 /// ec::unhandled_exception (logged here, restarted by the supervisor) instead
-/// of CAF's generic runtime_error.
-inline void install_exception_handler(caf::scheduled_actor* self) {
+/// of CAF's generic runtime_error; and answers the supervisor's periodic
+/// atom::ready query, unless the actor's own interface handles it, with ""
+/// (an actor without a readiness condition is ready while it runs; that it
+/// answers at all shows it is not stuck). Any other unexpected message is
+/// logged and dropped, as CAF does by default.
+inline void install_common_handlers(caf::scheduled_actor* self) {
+  self->set_default_handler(
+    [](caf::scheduled_actor* who,
+       caf::message_view& view) -> caf::result<caf::message> {
+      auto& xs = view.content();
+      if (xs.size() == 1 && xs.match_element<caf::atom_value>(0)) {
+        if (xs.get_as<caf::atom_value>(0) == atom::ready_v.value)
+          return caf::make_message(std::string{});
+      }
+      return caf::print_and_drop(who, view);
+    });
   self->set_exception_handler(
     [](caf::scheduled_actor* who, std::exception_ptr& eptr) -> caf::error {
       std::string what = "unknown exception";

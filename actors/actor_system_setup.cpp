@@ -14,6 +14,7 @@
 #include "messages/error.hpp"
 #include "messages/type_ids.hpp"
 #include "net/mqtt_client.hpp"
+#include "net/systemd_notify.hpp"
 
 #include <caf/message.hpp>
 
@@ -161,14 +162,24 @@ supervisor_actor start_service(caf::actor_system& sys,
                      }});
   }
   if (cfg.rest.enable) {
-    http_ingress_options opts{cfg.rest, cfg.endpoints, cfg.mqtt.enable,
-                              cfg.qrs.timeout, cfg.engine.timeout};
+    http_ingress_options opts{cfg.rest,        cfg.endpoints,
+                              cfg.mqtt.enable, cfg.qrs.timeout,
+                              cfg.engine.timeout, cfg.docker_health};
     specs.push_back({"http-ingress", [opts](caf::actor_system& sys) {
                        return caf::actor_cast<caf::actor>(
                          sys.spawn(http_ingress, opts));
                      }});
   }
-  return sys.spawn(supervisor, cfg.supervisor, std::move(specs));
+  service_notifier notifier;
+  notifier.send = [](const std::string& state) { systemd::notify(state); };
+  notifier.watchdog = systemd::watchdog_period();
+  if (notifier.watchdog.count() > 0)
+    spdlog::info("supervisor feeds the systemd watchdog (period {} ms)",
+                 std::chrono::duration_cast<std::chrono::milliseconds>(
+                   notifier.watchdog)
+                   .count());
+  return sys.spawn(supervisor, cfg.supervisor, std::move(specs),
+                   std::move(notifier));
 }
 
 } // namespace butler

@@ -111,7 +111,7 @@ engine_client_actor::behavior_type
 engine_client(engine_client_actor::stateful_pointer<engine_client_state> self,
               engine::engine_options opts,
               std::shared_ptr<engine::client> engine) {
-  install_exception_handler(self);
+  install_common_handlers(self);
   auto& st = self->state;
   st.opts = std::move(opts);
   st.engine = std::move(engine);

@@ -92,7 +92,7 @@ std::vector<event_route> make_routes(const butler_config& cfg) {
 event_router_actor::behavior_type
 event_router(event_router_actor::stateful_pointer<event_router_state> self,
              std::vector<event_route> routes) {
-  install_exception_handler(self);
+  install_common_handlers(self);
   self->state.routes = std::move(routes);
   for (auto& r : self->state.routes) {
     std::string kinds;

@@ -28,7 +28,7 @@ caf::error to_error(const fs::result& res) {
 fs_worker_actor::behavior_type
 fs_worker(fs_worker_actor::stateful_pointer<fs_worker_state> self,
           std::string qvd_path) {
-  install_exception_handler(self);
+  install_common_handlers(self);
   self->state.qvd_path = std::move(qvd_path);
   return {
     [=](create_dir_request& req) -> caf::result<caf::ok_atom> {

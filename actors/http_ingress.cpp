@@ -296,6 +296,28 @@ void app_reload(self_ptr self, std::shared_ptr<http_call> call) {
     engine_deadline(st.opts) + qrs_deadline(st.opts));
 }
 
+/// How long the liveness and readiness probes wait for the supervisor.
+constexpr auto probe_timeout = std::chrono::milliseconds{2000};
+
+void health(self_ptr self, std::shared_ptr<http_call> call) {
+  auto& st = self->state;
+  if (!require_peer(st.supervisor, "supervisor", *call))
+    return;
+  forward<atom::heartbeat>(
+    self, std::move(call), st.supervisor, "supervisor", atom::heartbeat_v,
+    [](atom::heartbeat) { return rest::health_response(); }, probe_timeout);
+}
+
+void readiness(self_ptr self, std::shared_ptr<http_call> call) {
+  auto& st = self->state;
+  if (!require_peer(st.supervisor, "supervisor", *call))
+    return;
+  forward<readiness_report>(
+    self, std::move(call), st.supervisor, "supervisor", atom::ready_v,
+    [](readiness_report& rep) { return rest::readiness_response(rep); },
+    probe_timeout);
+}
+
 /// Builds the handler the I/O threads call for every request.
 http::handler make_handler(caf::weak_actor_ptr ingress,
                            std::shared_ptr<const rest::router> router) {
@@ -343,6 +365,8 @@ http::handler make_handler(caf::weak_actor_ptr ingress,
 
 http_ingress_state::~http_ingress_state() {
   // Joins the I/O threads, so no handler runs once the state is gone.
+  if (health_server)
+    health_server->stop();
   if (server)
     server->stop();
 }
@@ -350,7 +374,7 @@ http_ingress_state::~http_ingress_state() {
 http_ingress_actor::behavior_type
 http_ingress(http_ingress_actor::stateful_pointer<http_ingress_state> self,
              http_ingress_options opts) {
-  install_exception_handler(self);
+  install_common_handlers(self);
   auto& st = self->state;
   st.opts = std::move(opts);
   auto& rest_cfg = st.opts.rest;
@@ -380,6 +404,27 @@ http_ingress(http_ingress_actor::stateful_pointer<http_ingress_state> self,
   spdlog::info("{} serves the REST API on {}://{}:{} ({} endpoint flags on)",
                self->name(), sopts.tls ? "https" : "http", rest_cfg.host,
                st.server->port(), router->enabled_flags().size());
+  if (st.opts.docker_health.enable) {
+    // Plain HTTP for Docker's HEALTHCHECK: GET /health, /healthz, /readyz.
+    auto hopts = sopts;
+    hopts.port = st.opts.docker_health.port;
+    hopts.tls = false;
+    hopts.threads = 1;
+    hopts.max_connections = 16;
+    endpoints_config only_health{{{"dockerHealthCheck", true}}};
+    st.health_server = http::start_server(
+      hopts,
+      make_handler(caf::actor_cast<caf::weak_actor_ptr>(self),
+                   std::make_shared<const rest::router>(only_health)),
+      error);
+    if (!st.health_server) {
+      spdlog::error("{} Butler.dockerHealthCheck: {}", self->name(), error);
+      self->quit(caf::make_error(ec::unavailable, error));
+      return http_ingress_actor::behavior_type::make_empty_behavior();
+    }
+    spdlog::info("{} serves GET /health on http://{}:{}", self->name(),
+                 rest_cfg.host, st.health_server->port());
+  }
   return {
     [=](std::shared_ptr<http_call>& call) {
       switch (call->match.ep) {
@@ -419,6 +464,12 @@ http_ingress(http_ingress_actor::stateful_pointer<http_ingress_state> self,
         case rest::endpoint::app_reload:
           app_reload(self, std::move(call));
           return;
+        case rest::endpoint::health:
+          health(self, std::move(call));
+          return;
+        case rest::endpoint::ready:
+          readiness(self, std::move(call));
+          return;
         default:
           call->reply(http::error_response(500, "no handler for this route"));
       }
@@ -429,6 +480,8 @@ http_ingress(http_ingress_actor::stateful_pointer<http_ingress_state> self,
         return caf::make_error(ec::unavailable, "drain already running");
       spdlog::info("{} stops accepting connections", self->name());
       st.server->stop_accepting();
+      if (st.health_server)
+        st.health_server->stop_accepting();
       auto promise = st.drain.open(self, grace);
       check_drain(self);
       if (st.drain.pending())
@@ -450,6 +503,8 @@ http_ingress(http_ingress_actor::stateful_pointer<http_ingress_state> self,
         st.qrs = caf::actor_cast<qrs_client_actor>(peer.handle);
       else if (peer.name == "engine-client")
         st.engine = caf::actor_cast<engine_client_actor>(peer.handle);
+      else if (peer.name == "supervisor")
+        st.supervisor = caf::actor_cast<supervisor_actor>(peer.handle);
     },
   };
 }

@@ -44,6 +44,8 @@ struct http_ingress_options {
   /// answer 504 with a precise message, come first).
   std::chrono::milliseconds qrs_timeout{30'000};
   std::chrono::milliseconds engine_timeout{600'000};
+  /// A second listener for GET /health (and the probes) when enabled.
+  docker_health_config docker_health;
 };
 
 /// A call forwarded to an actor, waiting for its reply or its deadline.
@@ -61,6 +63,8 @@ struct http_ingress_state {
 
   http_ingress_options opts;
   std::unique_ptr<http::server> server;
+  /// Butler.dockerHealthCheck's listener, if enabled.
+  std::unique_ptr<http::server> health_server;
   // Peers, from the supervisor's peer_up messages.
   mqtt_link_actor mqtt;
   fs_worker_actor fs;
@@ -68,6 +72,7 @@ struct http_ingress_state {
   session_tracker_actor sessions;
   qrs_client_actor qrs;
   engine_client_actor engine;
+  supervisor_actor supervisor;
   /// Numbers the calls handed to actors, for tracing ("r17").
   std::uint64_t next_id = 0;
   /// Forwarded calls by their timeout, each queue in deadline order (calls

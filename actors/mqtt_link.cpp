@@ -60,7 +60,7 @@ mqtt_link_state::~mqtt_link_state() {
 mqtt_link_actor::behavior_type
 mqtt_link(mqtt_link_actor::stateful_pointer<mqtt_link_state> self,
           std::shared_ptr<mqtt::client> client, mqtt_config cfg) {
-  install_exception_handler(self);
+  install_common_handlers(self);
   auto& st = self->state;
   st.client = std::move(client);
   st.cfg = std::move(cfg);
@@ -205,6 +205,13 @@ mqtt_link(mqtt_link_actor::stateful_pointer<mqtt_link_state> self,
                               st.inbound_dispatched, st.inbound_ignored,
                               stats.backlog,         st.events_published,
                               st.shed};
+    },
+    [=](atom::ready) -> std::string {
+      auto& st = self->state;
+      if (st.client->stats().connected)
+        return {};
+      return "not connected to the MQTT broker"
+             + (st.detail.empty() ? std::string{} : ": " + st.detail);
     },
     [=](atom::drain, caf::timespan grace) -> caf::result<bool> {
       auto promise = self->state.drain.open(self, grace);

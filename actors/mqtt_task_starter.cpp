@@ -109,7 +109,7 @@ mqtt_task_starter_actor::behavior_type
 mqtt_task_starter(
   mqtt_task_starter_actor::stateful_pointer<mqtt_task_starter_state> self,
   task_starter_options opts) {
-  install_exception_handler(self);
+  install_common_handlers(self);
   self->state.opts = std::move(opts);
   return {
     [=](mqtt_inbound& msg) {

@@ -100,7 +100,7 @@ qrs_client_actor::behavior_type
 qrs_client(qrs_client_actor::stateful_pointer<qrs_client_state> self,
            qrs::qrs_options opts, qrs::start_filter filter,
            std::shared_ptr<http::client> http) {
-  install_exception_handler(self);
+  install_common_handlers(self);
   auto& st = self->state;
   st.opts = std::move(opts);
   st.filter = std::move(filter);

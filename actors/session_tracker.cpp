@@ -44,7 +44,7 @@ void publish(self_ptr self) {
 session_tracker_actor::behavior_type
 session_tracker(session_tracker_actor::stateful_pointer<session_tracker_state> self,
                 mqtt_config mqtt_cfg) {
-  install_exception_handler(self);
+  install_common_handlers(self);
   self->state.mqtt_cfg = std::move(mqtt_cfg);
   return {
     [=](const event_batch& batch) {

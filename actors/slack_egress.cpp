@@ -319,7 +319,7 @@ std::string load_template(self_ptr self, const slack_channel_config& ch) {
 slack_egress_actor::behavior_type
 slack_egress(slack_egress_actor::stateful_pointer<slack_egress_state> self,
              slack_config cfg, std::shared_ptr<http::client> http) {
-  install_exception_handler(self);
+  install_common_handlers(self);
   auto& st = self->state;
   st.cfg = std::move(cfg);
   st.failure_template = load_template(self, st.cfg.reload_task_failure);

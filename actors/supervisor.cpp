@@ -24,6 +24,20 @@ child* find_child(self_ptr self, const std::string& name) {
   return nullptr;
 }
 
+/// Returns the wall-clock time in ms since the Unix epoch.
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+/// Records `c`'s readiness answer ("" when ready), noting when it changed.
+void set_readiness(child& c, std::string not_ready) {
+  if (c.not_ready.empty() != not_ready.empty())
+    c.since_ms = now_ms();
+  c.not_ready = std::move(not_ready);
+}
+
 /// Tells `target` about `peer`.
 void announce(const caf::actor& target, const child& peer) {
   if (target && peer.handle)
@@ -41,6 +55,9 @@ void start_child(self_ptr self, child& c) {
     return;
   }
   self->monitor(c.handle);
+  set_readiness(c, "starting");
+  caf::anon_send(c.handle,
+                 peer_up{"supervisor", caf::actor_cast<caf::actor>(self)});
   for (auto& other : self->state.children) {
     if (&other == &c || !other.handle)
       continue;
@@ -61,6 +78,153 @@ caf::timespan backoff(self_ptr self, child& c) {
     delay *= 2;
   return std::min(delay,
                   std::chrono::duration_cast<caf::timespan>(cfg.restart_max));
+}
+
+/// Handles a failure of `c` (its handle already cleared): restarts it after
+/// back-off, or leaves it stopped once it failed more than maxRestarts times
+/// within the restart window.
+void on_failure(self_ptr self, child& c, std::string reason) {
+  auto& cfg = self->state.cfg;
+  auto now = self->clock().now();
+  c.last_failure = std::move(reason);
+  ++c.restarts;
+  c.recent_failures.push_back(now);
+  while (!c.recent_failures.empty()
+         && now - c.recent_failures.front() > cfg.restart_window)
+    c.recent_failures.pop_front();
+  auto window_s
+    = std::chrono::duration_cast<std::chrono::seconds>(cfg.restart_window)
+        .count();
+  if (c.recent_failures.size() > static_cast<std::size_t>(cfg.max_restarts)) {
+    c.gave_up = true;
+    set_readiness(c, "stopped: failed " + std::to_string(
+                                             c.recent_failures.size())
+                       + " times within " + std::to_string(window_s)
+                       + " s (Butler.supervisor.maxRestarts "
+                       + std::to_string(cfg.max_restarts)
+                       + "); last failure: " + c.last_failure);
+    spdlog::critical("{} gives up on {}: it failed {} times within {} s "
+                     "(maxRestarts {}); last failure: {}. Butler is not "
+                     "ready and stops feeding the systemd watchdog",
+                     self->name(), c.spec.name, c.recent_failures.size(),
+                     window_s, cfg.max_restarts, c.last_failure);
+    return;
+  }
+  set_readiness(c, "restarting after a failure: " + c.last_failure);
+  auto delay = backoff(self, c);
+  spdlog::error("{} saw {} fail ({}); restart {} in {} ms", self->name(),
+                c.spec.name, c.last_failure, c.restarts,
+                std::chrono::duration_cast<std::chrono::milliseconds>(delay)
+                  .count());
+  self->delayed_send(self, delay, atom::restart_v, c.spec.name);
+}
+
+/// Returns the wait between readiness rounds: the heartbeat interval, at most
+/// half the systemd watchdog period, and short until the service first became
+/// ready so that READY=1 goes out soon after start.
+caf::timespan tick_interval(self_ptr self) {
+  auto& st = self->state;
+  auto interval = std::chrono::duration_cast<caf::timespan>(
+    st.cfg.heartbeat_interval);
+  if (st.notify.watchdog.count() > 0)
+    interval = std::min(interval, std::chrono::duration_cast<caf::timespan>(
+                                    st.notify.watchdog / 2));
+  if (!st.announced_ready)
+    interval = std::min(interval, caf::timespan{std::chrono::milliseconds{100}});
+  return interval;
+}
+
+/// Sends one state line to systemd, if run by it.
+void tell_systemd(self_ptr self, const std::string& line) {
+  if (self->state.notify.send)
+    self->state.notify.send(line);
+}
+
+/// Builds the readiness report from the latest answers.
+readiness_report report_of(self_ptr self) {
+  auto& st = self->state;
+  readiness_report rep;
+  rep.checks.push_back({"config", true, st.started_ms, "loaded and valid"});
+  for (auto& c : st.children) {
+    bool ok = c.handle && c.not_ready.empty();
+    rep.checks.push_back({c.spec.name, ok, c.since_ms,
+                          ok ? std::string{"running"} : c.not_ready});
+  }
+  rep.ready = !st.shutting_down
+              && std::all_of(rep.checks.begin(), rep.checks.end(),
+                             [](const readiness_check& x) { return x.ok; });
+  return rep;
+}
+
+/// Returns whether no child is past its restart limit.
+bool healthy(self_ptr self) {
+  for (auto& c : self->state.children)
+    if (c.gave_up)
+      return false;
+  return true;
+}
+
+/// Asks every running child for readiness (its heartbeat); one that does not
+/// answer within the heartbeat timeout is stuck: killed and handled as a
+/// failure.
+void query_children(self_ptr self) {
+  auto timeout = std::chrono::duration_cast<caf::timespan>(
+    self->state.cfg.heartbeat_timeout);
+  for (auto& c : self->state.children) {
+    if (!c.handle || c.query_pending)
+      continue;
+    c.query_pending = true;
+    auto name = c.spec.name;
+    auto asked = c.handle;
+    self->request(c.handle, timeout, atom::ready_v)
+      .then(
+        [=](std::string& not_ready) {
+          auto c = find_child(self, name);
+          if (c == nullptr || c->handle != asked)
+            return;
+          c->query_pending = false;
+          set_readiness(*c, std::move(not_ready));
+        },
+        [=](caf::error& err) {
+          auto c = find_child(self, name);
+          if (c == nullptr || c->handle != asked)
+            return;
+          c->query_pending = false;
+          if (err != caf::sec::request_timeout || self->state.shutting_down)
+            return; // a child that went down is handled by the down handler
+          auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      self->state.cfg.heartbeat_timeout)
+                      .count();
+          spdlog::error("{} saw {} stop answering: no heartbeat reply within "
+                        "{} ms; it counts as failed",
+                        self->name(), name, ms);
+          self->demonitor(c->handle);
+          self->send_exit(c->handle, caf::exit_reason::kill);
+          c->handle = nullptr;
+          on_failure(self, *c,
+                     "stuck: no heartbeat reply within " + std::to_string(ms)
+                       + " ms");
+        });
+  }
+}
+
+/// One readiness round: announces READY=1 the first time the service is
+/// ready, feeds the watchdog while no child is past its restart limit, and
+/// asks the children again.
+void on_tick(self_ptr self) {
+  auto& st = self->state;
+  if (st.shutting_down)
+    return;
+  auto rep = report_of(self);
+  if (rep.ready && !st.announced_ready) {
+    st.announced_ready = true;
+    spdlog::info("{} reports Butler ready", self->name());
+    tell_systemd(self, "READY=1");
+  }
+  if (healthy(self))
+    tell_systemd(self, "WATCHDOG=1");
+  query_children(self);
+  self->delayed_send(self, tick_interval(self), atom::tick_v);
 }
 
 /// Returns whether every child is down.
@@ -123,17 +287,24 @@ void drain_next(self_ptr self, std::size_t pos) {
 
 supervisor_actor::behavior_type
 supervisor(supervisor_actor::stateful_pointer<supervisor_state> self,
-           supervisor_config cfg, std::vector<child_spec> specs) {
-  install_exception_handler(self);
+           supervisor_config cfg, std::vector<child_spec> specs,
+           service_notifier notify) {
+  install_common_handlers(self);
   self->state.cfg = cfg;
-  for (auto& spec : specs)
-    self->state.children.push_back(child{std::move(spec), {}, 0, 0, {}, {}});
+  self->state.notify = std::move(notify);
+  self->state.started_ms = now_ms();
+  for (auto& spec : specs) {
+    child c;
+    c.spec = std::move(spec);
+    c.since_ms = self->state.started_ms;
+    self->state.children.push_back(std::move(c));
+  }
   for (auto& c : self->state.children) {
     start_child(self, c);
     if (!c.handle)
-      self->delayed_send(self, backoff(self, c), atom::restart_v,
-                         c.spec.name);
+      on_failure(self, c, "could not be spawned");
   }
+  self->send(self, atom::tick_v);
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& children = self->state.children;
     auto i = std::find_if(children.begin(), children.end(), [&](child& c) {
@@ -147,15 +318,9 @@ supervisor(supervisor_actor::stateful_pointer<supervisor_state> self,
       finish_if_done(self);
       return;
     }
-    i->last_failure = dm.reason ? self->home_system().render(dm.reason)
-                                : std::string{"stopped without an error"};
-    ++i->restarts;
-    auto delay = backoff(self, *i);
-    spdlog::error("{} saw {} fail ({}); restart {} in {} ms", self->name(),
-                  i->spec.name, i->last_failure, i->restarts,
-                  std::chrono::duration_cast<std::chrono::milliseconds>(delay)
-                    .count());
-    self->delayed_send(self, delay, atom::restart_v, i->spec.name);
+    on_failure(self, *i,
+               dm.reason ? self->home_system().render(dm.reason)
+                         : std::string{"stopped without an error"});
   });
   return {
     [=](caf::get_atom, const std::string& name) -> caf::actor {
@@ -166,7 +331,8 @@ supervisor(supervisor_actor::stateful_pointer<supervisor_state> self,
       supervisor_status result;
       for (auto& c : self->state.children)
         result.children.push_back(child_status{c.spec.name, bool{c.handle},
-                                               c.restarts, c.last_failure});
+                                               c.restarts, c.last_failure,
+                                               c.gave_up});
       return result;
     },
     [=](atom::shutdown) -> caf::result<caf::ok_atom> {
@@ -174,21 +340,22 @@ supervisor(supervisor_actor::stateful_pointer<supervisor_state> self,
         return caf::make_error(ec::unavailable, "shutdown already running");
       spdlog::info("{} begins an orderly shutdown", self->name());
       self->state.shutting_down = true;
+      tell_systemd(self, "STOPPING=1");
       self->state.shutdown_promise = self->make_response_promise<caf::ok_atom>();
       drain_next(self, 0);
       return self->state.shutdown_promise;
     },
+    [=](atom::heartbeat) { return atom::heartbeat_v; },
+    [=](atom::ready) { return report_of(self); },
+    [=](atom::tick) { on_tick(self); },
     [=](atom::restart, const std::string& name) {
       if (self->state.shutting_down)
         return;
-      if (auto c = find_child(self, name); c && !c->handle) {
+      if (auto c = find_child(self, name); c && !c->handle && !c->gave_up) {
         spdlog::info("{} restarts {}", self->name(), name);
         start_child(self, *c);
-        if (!c->handle) {
-          ++c->restarts;
-          self->delayed_send(self, backoff(self, *c),
-                             atom::restart_v, name);
-        }
+        if (!c->handle)
+          on_failure(self, *c, "could not be spawned");
       }
     },
   };

@@ -4,6 +4,14 @@
 // fails with exponential back-off (logged and counted) while the others keep
 // serving, tells every child its peers' current handles, and stops them in
 // reverse order on shutdown (drain, then exit).
+//
+// Every heartbeat interval it asks each child whether it is ready
+// (atom::ready); a child that does not answer within the heartbeat timeout
+// is stuck and counts as failed. A child that fails more than maxRestarts
+// times within restartWindowSeconds is left stopped: the service is then
+// not ready, and the supervisor stops feeding the systemd watchdog so that
+// the platform restarts the whole process. READY=1, WATCHDOG=1 and
+// STOPPING=1 go to systemd through `notify`.
 
 #include "config/butler_config.hpp"
 #include "messages/actors.hpp"
@@ -14,7 +22,10 @@
 #include <caf/typed_response_promise.hpp>
 #include <caf/actor_clock.hpp>
 
+#include <chrono>
+
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <string>
 #include <vector>
@@ -30,6 +41,14 @@ struct child_spec {
   std::function<caf::actor(caf::actor_system&)> spawn;
 };
 
+/// How the supervisor talks to systemd; empty when not run by it.
+struct service_notifier {
+  /// Sends one state line ("READY=1") to systemd.
+  std::function<void(const std::string&)> send;
+  /// The watchdog period systemd expects (WATCHDOG_USEC); 0: no watchdog.
+  std::chrono::microseconds watchdog{0};
+};
+
 struct supervisor_state {
   static constexpr const char* name = "supervisor";
 
@@ -41,9 +60,24 @@ struct supervisor_state {
     int consecutive_failures = 0;
     caf::actor_clock::time_point started;
     std::string last_failure;
+    /// Failures within the restart window, oldest first.
+    std::deque<caf::actor_clock::time_point> recent_failures;
+    /// Past the restart limit: left stopped.
+    bool gave_up = false;
+    /// A readiness query is out.
+    bool query_pending = false;
+    /// The latest readiness answer: "" when ready, else why not.
+    std::string not_ready = "starting";
+    /// When the child's readiness last changed (ms since the Unix epoch).
+    std::int64_t since_ms = 0;
   };
 
   supervisor_config cfg;
+  service_notifier notify;
+  /// READY=1 went out.
+  bool announced_ready = false;
+  /// When the supervisor started (ms since the Unix epoch).
+  std::int64_t started_ms = 0;
   /// In start order; shutdown walks it backwards.
   std::vector<child> children;
   /// Set once shutdown begins: from then on nothing is restarted.
@@ -55,10 +89,12 @@ struct supervisor_state {
 };
 
 /// Spawns every child in `specs` order and supervises them.
-/// @param cfg back-off and shutdown timing.
+/// @param cfg back-off, restart limits, heartbeats and shutdown timing.
 /// @param specs the children, in start order.
+/// @param notify where READY=1, WATCHDOG=1 and STOPPING=1 go.
 supervisor_actor::behavior_type
 supervisor(supervisor_actor::stateful_pointer<supervisor_state> self,
-           supervisor_config cfg, std::vector<child_spec> specs);
+           supervisor_config cfg, std::vector<child_spec> specs,
+           service_notifier notify);
 
 } // namespace butler

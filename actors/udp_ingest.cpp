@@ -249,7 +249,7 @@ udp_ingest_actor::behavior_type
 udp_ingest(udp_ingest_actor::stateful_pointer<udp_ingest_state> self,
            udp_config cfg, mqtt_config mqtt_cfg,
            std::shared_ptr<ingest_context> ctx) {
-  install_exception_handler(self);
+  install_common_handlers(self);
   auto& st = self->state;
   st.cfg = std::move(cfg);
   st.mqtt_cfg = std::move(mqtt_cfg);
@@ -280,6 +280,10 @@ udp_ingest(udp_ingest_actor::stateful_pointer<udp_ingest_state> self,
   return {
     [=](event_batch& batch) { forward(self, std::move(batch)); },
     [=](atom::status) { return status_of(self->state); },
+    [=](atom::ready) -> std::string {
+      auto& st = self->state;
+      return st.receiver ? std::string{} : st.bind_error;
+    },
     [=](atom::drain, caf::timespan grace) -> caf::result<bool> {
       auto& st = self->state;
       if (st.drain.pending())

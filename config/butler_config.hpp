@@ -45,6 +45,13 @@ struct rest_server_config {
   int io_threads = defaults::rest::io_threads;  // ioThreads
 };
 
+/// Butler.dockerHealthCheck: liveness on GET /health at its own port (on
+/// restServerConfig.serverHost), for Docker's HEALTHCHECK.
+struct docker_health_config {
+  bool enable = defaults::docker_health::enable;
+  uint16_t port = defaults::docker_health::port;
+};
+
 /// Butler.restServerEndpointsEnable: one boolean per endpoint flag. Nested
 /// groups (newRelic.*, scheduler.*) are flattened to their leaf names, which
 /// is also how GET /v4/configfile/endpointsenabled lists them.
@@ -209,6 +216,10 @@ struct supervisor_config {
   std::chrono::milliseconds restart_max = defaults::supervisor::restart_max; // restartBackoffMaxMs
   std::chrono::milliseconds stable_after = defaults::supervisor::stable_after; // stableAfterSeconds
   std::chrono::milliseconds shutdown_grace = defaults::supervisor::shutdown_grace; // shutdownGraceSeconds
+  int max_restarts = defaults::supervisor::max_restarts; // maxRestarts
+  std::chrono::milliseconds restart_window = defaults::supervisor::restart_window; // restartWindowSeconds
+  std::chrono::milliseconds heartbeat_interval = defaults::supervisor::heartbeat_interval; // heartbeatIntervalMs
+  std::chrono::milliseconds heartbeat_timeout = defaults::supervisor::heartbeat_timeout; // heartbeatTimeoutMs
 };
 
 /// Everything read from one config file.
@@ -227,6 +238,7 @@ struct butler_config {
   directories_config directories;
   runtime_config runtime;
   supervisor_config supervisor;
+  docker_health_config docker_health;
 };
 
 } // namespace butler

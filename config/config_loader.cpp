@@ -662,11 +662,19 @@ void read_butler(section& root, butler_config& cfg) {
   runtime.read("schedulerPolicy", {"sharing", "stealing"},
                cfg.runtime.scheduler_policy);
   runtime.finish();
+  auto docker = root.sub("dockerHealthCheck");
+  docker.read("enable", cfg.docker_health.enable);
+  docker.read("port", 1, 65535, cfg.docker_health.port);
+  docker.finish();
   auto sup = root.sub("supervisor");
   sup.read("restartBackoffMinMs", one_ms, cfg.supervisor.restart_min);
   sup.read("restartBackoffMaxMs", one_ms, cfg.supervisor.restart_max);
   sup.read("stableAfterSeconds", one_second, cfg.supervisor.stable_after);
   sup.read("shutdownGraceSeconds", one_second, cfg.supervisor.shutdown_grace);
+  sup.read("maxRestarts", 0, 1000, cfg.supervisor.max_restarts);
+  sup.read("restartWindowSeconds", one_second, cfg.supervisor.restart_window);
+  sup.read("heartbeatIntervalMs", one_ms, cfg.supervisor.heartbeat_interval);
+  sup.read("heartbeatTimeoutMs", one_ms, cfg.supervisor.heartbeat_timeout);
   sup.finish();
   root.finish();
 }
@@ -862,6 +870,11 @@ void validate(const butler_config& cfg, report& rep) {
   validate_slack(cfg, rep);
   // Qlik Sense
   validate_sense(cfg, rep);
+  if (cfg.docker_health.enable && cfg.rest.enable
+      && cfg.docker_health.port == cfg.rest.port)
+    rep.error("Butler.dockerHealthCheck.port",
+              "must differ from Butler.restServerConfig.serverPort ("
+                + std::to_string(cfg.rest.port) + ")");
   // Supervisor
   check_min_max(rep, cfg.supervisor.restart_min, cfg.supervisor.restart_max,
                 "Butler.supervisor.restartBackoffMinMs",

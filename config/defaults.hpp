@@ -42,6 +42,12 @@ constexpr std::size_t max_connections = 1024;
 constexpr int io_threads = 1;
 } // namespace rest
 
+/// Butler.dockerHealthCheck: GET /health on a port of its own.
+namespace docker_health {
+constexpr bool enable = false;
+constexpr uint16_t port = 12398;
+} // namespace docker_health
+
 namespace mqtt {
 constexpr bool enable = false;
 constexpr const char* host = "127.0.0.1";
@@ -163,6 +169,15 @@ constexpr auto restart_max = std::chrono::seconds{30};
 constexpr auto stable_after = std::chrono::seconds{60};
 /// Time each stage of an orderly shutdown may take.
 constexpr auto shutdown_grace = std::chrono::seconds{5};
+/// Restart intensity: an actor that fails more than max_restarts times
+/// within restart_window is no longer restarted (the service turns not
+/// ready and stops feeding the systemd watchdog).
+constexpr int max_restarts = 5;
+constexpr auto restart_window = std::chrono::seconds{60};
+/// How often every actor is asked for a heartbeat, and how long one may
+/// take before the actor counts as stuck (failed).
+constexpr auto heartbeat_interval = std::chrono::seconds{5};
+constexpr auto heartbeat_timeout = std::chrono::seconds{10};
 } // namespace supervisor
 
 } // namespace butler::defaults

@@ -3,7 +3,10 @@
 // The typed interface of every actor: the full list of conversations. One
 // comment line per handler says what it does. Every supervised actor answers
 // peer_up (its peers' current handles) and drain (the shutdown step that
-// finishes or hands on what it holds).
+// finishes or hands on what it holds), and atom::ready, the supervisor's
+// periodic readiness query and heartbeat: with "" through the handler every
+// actor installs (actors/actor_common.hpp), or through its own handler, listed
+// below, when it has a readiness condition.
 
 #include "messages/atoms.hpp"
 #include "messages/events.hpp"
@@ -51,6 +54,8 @@ using mqtt_link_actor = caf::typed_actor<
   caf::reacts_to<mqtt_connection_changed>,
   // Returns the link's state and counters.
   caf::replies_to<atom::status>::with<mqtt_link_status>,
+  // Returns "" while connected to the broker, else why not.
+  caf::replies_to<atom::ready>::with<std::string>,
   // Before shutdown: waits until the backlog is with the broker or the
   // deadline passes; true when nothing is left.
   caf::replies_to<atom::drain, caf::timespan>::with<bool>,
@@ -78,6 +83,8 @@ using udp_ingest_actor = caf::typed_actor<
   caf::reacts_to<event_batch>,
   // Returns the counters: accepted, rejected by reason, shed, kernel drops.
   caf::replies_to<atom::status>::with<udp_ingest_status>,
+  // Returns "" while its sockets are bound, else why not.
+  caf::replies_to<atom::ready>::with<std::string>,
   // Before shutdown: closes the sockets and waits until the events in flight
   // reached their sinks or the deadline passes; true when none is left.
   caf::replies_to<atom::drain, caf::timespan>::with<bool>,
@@ -209,6 +216,12 @@ using supervisor_actor = caf::typed_actor<
   caf::replies_to<caf::get_atom, std::string>::with<caf::actor>,
   // Returns every child's state and restart count.
   caf::replies_to<atom::status>::with<supervisor_status>,
+  // Answers at once: the actor system schedules (liveness).
+  caf::replies_to<atom::heartbeat>::with<atom::heartbeat>,
+  // Returns whether the service is ready, with every check behind it.
+  caf::replies_to<atom::ready>::with<readiness_report>,
+  // The periodic readiness round and watchdog (a delayed message to itself).
+  caf::reacts_to<atom::tick>,
   // Stops all children in order; replies once they are gone.
   caf::replies_to<atom::shutdown>::with<caf::ok_atom>,
   // Restarts a failed child (a delayed message to itself).

@@ -29,3 +29,11 @@ CAF_ADD_ATOM(butler_atoms, butler::atom, apps, "apps")
 CAF_ADD_ATOM(butler_atoms, butler::atom, done, "done")
 /// Tags a reachability check of a peer service (QRS).
 CAF_ADD_ATOM(butler_atoms, butler::atom, ping, "ping")
+/// Tags a liveness check of the actor system (the supervisor answers it).
+CAF_ADD_ATOM(butler_atoms, butler::atom, heartbeat, "heartbeat")
+/// Tags a readiness query: an actor answers "" when it does its job, or
+/// why it does not (for example "not connected to the MQTT broker"); every
+/// actor answers it (actor_common.hpp), so the supervisor's periodic query
+/// doubles as a heartbeat, and one that is not answered in time marks the
+/// actor stuck.
+CAF_ADD_ATOM(butler_atoms, butler::atom, ready, "ready")

@@ -173,12 +173,42 @@ struct child_status {
   std::uint64_t restarts = 0;
   /// The reason of the latest failure, empty if none.
   std::string last_failure;
+  /// Past its restart limit: the supervisor no longer restarts it.
+  bool gave_up = false;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, child_status& x) {
   return f(caf::meta::type_name("child_status"), x.name, x.running, x.restarts,
-           x.last_failure);
+           x.last_failure, x.gave_up);
+}
+
+/// One line of the readiness report.
+struct readiness_check {
+  /// What is checked, e.g. "actor udp-ingest" or "mqtt".
+  std::string name;
+  bool ok = false;
+  /// When the check last changed state, in ms since the Unix epoch.
+  std::int64_t since_ms = 0;
+  /// What the state means, e.g. "running" or why not.
+  std::string detail;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, readiness_check& x) {
+  return f(caf::meta::type_name("readiness_check"), x.name, x.ok, x.since_ms,
+           x.detail);
+}
+
+/// Whether the service does its job, and every check behind the answer.
+struct readiness_report {
+  bool ready = false;
+  std::vector<readiness_check> checks;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, readiness_report& x) {
+  return f(caf::meta::type_name("readiness_report"), x.ready, x.checks);
 }
 
 /// The supervisor's view of its children.

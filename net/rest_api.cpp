@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
+#include <ctime>
 #include <optional>
 
 namespace butler::rest {
@@ -206,13 +208,17 @@ const std::vector<route>& all_routes() {
      "senseAppDump"},
     {"PUT", "/v4/app/{appId}/reload", endpoint::app_reload, spelling::v4,
      "senseAppReload"},
+    {"GET", "/healthz", endpoint::health, spelling::v4, nullptr},
+    // Only on Butler.dockerHealthCheck's port (its router alone enables it).
+    {"GET", "/health", endpoint::health, spelling::v4, "dockerHealthCheck"},
+    {"GET", "/readyz", endpoint::ready, spelling::v4, nullptr},
   };
   return routes;
 }
 
 router::router(const endpoints_config& endpoints) {
   for (auto& r : all_routes())
-    if (endpoints.enabled(r.flag))
+    if (r.flag == nullptr || endpoints.enabled(r.flag))
       routes_.push_back(r);
   for (auto& [name, on] : endpoints.flags)
     if (on)
@@ -530,6 +536,37 @@ http::response start_task_response(const task_start_request& req,
 http::response qrs_ping_response(const std::string& version) {
   return json_response(200, json{{"response", "QRS reachable"},
                                  {"version", version}});
+}
+
+http::response health_response() {
+  return json_response(200, json{{"status", "ok"}});
+}
+
+namespace {
+
+/// Formats ms since the Unix epoch as ISO 8601 UTC with milliseconds.
+std::string iso_utc(std::int64_t ms) {
+  std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+                tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
+  return buf;
+}
+
+} // namespace
+
+http::response readiness_response(const readiness_report& report) {
+  json checks = json::array();
+  for (auto& c : report.checks)
+    checks.push_back(json{{"name", c.name},
+                          {"ok", c.ok},
+                          {"since", iso_utc(c.since_ms)},
+                          {"detail", c.detail}});
+  return json_response(report.ready ? 200 : 503,
+                       json{{"ready", report.ready}, {"checks", checks}});
 }
 
 http::response list_apps_response(const app_list& apps) {

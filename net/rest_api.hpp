@@ -35,6 +35,9 @@ enum class endpoint : uint8_t {
   list_apps,
   app_dump,
   app_reload,
+  /// Liveness and readiness probes: always on.
+  health,
+  ready,
 };
 
 /// Which generation of the API a route belongs to.
@@ -52,7 +55,8 @@ struct route {
   const char* pattern;
   endpoint ep;
   spelling sp;
-  /// restServerEndpointsEnable flag that switches the route on.
+  /// restServerEndpointsEnable flag that switches the route on; nullptr:
+  /// always on.
   const char* flag;
 };
 
@@ -166,6 +170,13 @@ http::response start_task_response(const task_start_request& req,
 
 /// senseQRSPing: {"response":"QRS reachable","version":"<buildVersion>"}.
 http::response qrs_ping_response(const std::string& version);
+
+/// GET /healthz once the actor system answered: 200 {"status":"ok"}.
+http::response health_response();
+
+/// GET /readyz: 200 when ready, else 503, with
+/// {"ready":bool,"checks":[{"name","ok","since" (ISO 8601 UTC),"detail"}]}.
+http::response readiness_response(const readiness_report& report);
 
 /// senseListApps: [{"id","name"}, ...].
 http::response list_apps_response(const app_list& apps);

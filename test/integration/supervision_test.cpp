@@ -2,7 +2,9 @@
 // actor fails, the service keeps answering, and the supervisor brings the
 // actor back.
 
+#include "actors/actor_common.hpp"
 #include "actors/actor_system_setup.hpp"
+#include "actors/supervisor.hpp"
 #include "messages/actors.hpp"
 #include "net/mqtt_client.hpp"
 #include "test/support/eventually.hpp"
@@ -11,12 +13,14 @@
 #include "test/support/mosquitto_broker.hpp"
 
 #include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <mutex>
@@ -223,4 +227,72 @@ TEST_F(slow_restart, a_request_to_a_restarting_peer_gets_503_not_silence) {
   EXPECT_NE(res.body.find("restarting"), std::string::npos) << res.body;
   EXPECT_EQ(ping(), 200u);
   EXPECT_TRUE(eventually([&] { return status_of("mqtt-link").running; }));
+}
+
+// -- a stuck actor, on real threads ------------------------------------------------
+
+namespace {
+
+/// Blocks its worker thread for `block` on caf::delete_atom, like an actor
+/// caught in a blocking call.
+caf::behavior blocking_child(caf::event_based_actor* self,
+                             std::chrono::milliseconds block,
+                             std::shared_ptr<std::atomic<int>> starts) {
+  install_common_handlers(self);
+  ++*starts;
+  return {
+    [=](caf::delete_atom) { std::this_thread::sleep_for(block); },
+    [=](peer_up&) {},
+    [=](atom::drain, caf::timespan) { return true; },
+  };
+}
+
+} // namespace
+
+TEST(stuck_actor, is_restarted_when_it_stops_answering_heartbeats) {
+  butler_config cfg;
+  cfg.runtime.worker_threads = 2;
+  cfg.supervisor.heartbeat_interval = 100ms;
+  cfg.supervisor.heartbeat_timeout = 300ms;
+  cfg.supervisor.restart_min = 50ms;
+  butler_system_config caf_cfg{cfg};
+  caf::actor_system sys{caf_cfg};
+  auto starts = std::make_shared<std::atomic<int>>(0);
+  std::vector<child_spec> specs{
+    {"blocker", [starts](caf::actor_system& s) {
+       return s.spawn(blocking_child, std::chrono::milliseconds{1500},
+                      starts);
+     }}};
+  auto sup = sys.spawn(supervisor, cfg.supervisor, std::move(specs),
+                       service_notifier{});
+  caf::scoped_actor self{sys};
+  auto status = [&] {
+    supervisor_status result;
+    self->request(sup, 5s, atom::status_v)
+      .receive([&](supervisor_status& st) { result = std::move(st); },
+               [](caf::error& err) { ADD_FAILURE() << to_string(err); });
+    return result.children.at(0);
+  };
+  auto first = [&] {
+    caf::actor result;
+    self->request(sup, 5s, caf::get_atom::value, std::string{"blocker"})
+      .receive([&](caf::actor& x) { result = std::move(x); },
+               [](caf::error& err) { ADD_FAILURE() << to_string(err); });
+    return result;
+  }();
+  ASSERT_TRUE(first);
+  ASSERT_EQ(status().restarts, 0u);
+  // Block it well past the heartbeat timeout.
+  caf::anon_send(first, caf::delete_atom::value);
+  ASSERT_TRUE(test::eventually([&] { return status().restarts == 1; }))
+    << "the stuck actor was never counted as failed";
+  auto st = status();
+  EXPECT_NE(st.last_failure.find("stuck: no heartbeat reply within 300 ms"),
+            std::string::npos)
+    << st.last_failure;
+  EXPECT_TRUE(test::eventually([&] { return status().running; }));
+  EXPECT_EQ(starts->load(), 2) << "a second instance took over";
+  self->request(sup, 10s, atom::shutdown_v)
+    .receive([](caf::ok_atom) {},
+             [](caf::error& err) { ADD_FAILURE() << to_string(err); });
 }

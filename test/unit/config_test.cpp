@@ -569,6 +569,18 @@ TEST(config, every_bad_value_is_reported_with_its_key_path) {
      R"(Butler.supervisor.stableAfterSeconds: expected an integer >= 1, got "0")"},
     {"supervisor: {shutdownGraceSeconds: -1}",
      R"(Butler.supervisor.shutdownGraceSeconds: expected an integer >= 1, got "-1")"},
+    {"supervisor: {maxRestarts: -1}",
+     R"(Butler.supervisor.maxRestarts: expected an integer 0-1000, got "-1")"},
+    {"supervisor: {restartWindowSeconds: 0}",
+     R"(Butler.supervisor.restartWindowSeconds: expected an integer >= 1, got "0")"},
+    {"supervisor: {heartbeatIntervalMs: x}",
+     R"(Butler.supervisor.heartbeatIntervalMs: expected an integer >= 1, got "x")"},
+    {"supervisor: {heartbeatTimeoutMs: 0}",
+     R"(Butler.supervisor.heartbeatTimeoutMs: expected an integer >= 1, got "0")"},
+    {"dockerHealthCheck: {port: 70000}",
+     R"(Butler.dockerHealthCheck.port: expected an integer 1-65535, got "70000")"},
+    {"dockerHealthCheck: {enable: sometimes}",
+     R"(Butler.dockerHealthCheck.enable: expected true or false, got "sometimes")"},
     // A mapping or sequence where a scalar belongs, and the reverse.
     {"mqttConfig: {brokerPort: {value: 1883}}",
      R"(Butler.mqttConfig.brokerPort: expected an integer 1-65535, got a mapping)"},
@@ -631,6 +643,33 @@ TEST(config, reconnect_and_restart_minimum_must_not_exceed_maximum) {
     "Butler.supervisor.restartBackoffMaxMs (10 > 5)");
   expect_clean(
     load("Butler:\n  mqttConfig: {reconnectMinMs: 700, reconnectMaxMs: 700}\n"));
+  expect_one_error(
+    load("Butler:\n  restServerConfig: {serverPort: 12398}\n"
+         "  dockerHealthCheck: {enable: true}\n"),
+    "Butler.dockerHealthCheck.port: must differ from "
+    "Butler.restServerConfig.serverPort (12398)");
+  expect_clean(load("Butler:\n  dockerHealthCheck: {enable: true}\n"));
+}
+
+TEST(config, reads_supervision_and_docker_health_keys) {
+  auto r = load("Butler:\n"
+                "  supervisor: {maxRestarts: 0, restartWindowSeconds: 30,\n"
+                "               heartbeatIntervalMs: 250, heartbeatTimeoutMs: 900}\n"
+                "  dockerHealthCheck: {enable: true, port: 12399}\n");
+  expect_clean(r);
+  EXPECT_EQ(r.config.supervisor.max_restarts, 0);
+  EXPECT_EQ(r.config.supervisor.restart_window, std::chrono::seconds{30});
+  EXPECT_EQ(r.config.supervisor.heartbeat_interval,
+            std::chrono::milliseconds{250});
+  EXPECT_EQ(r.config.supervisor.heartbeat_timeout,
+            std::chrono::milliseconds{900});
+  EXPECT_TRUE(r.config.docker_health.enable);
+  EXPECT_EQ(r.config.docker_health.port, 12399);
+  auto d = load("Butler: {}\n");
+  EXPECT_EQ(d.config.supervisor.max_restarts, 5);
+  EXPECT_EQ(d.config.supervisor.restart_window, std::chrono::seconds{60});
+  EXPECT_FALSE(d.config.docker_health.enable);
+  EXPECT_EQ(d.config.docker_health.port, 12398);
 }
 
 TEST(config, reports_all_errors_together) {
@@ -768,7 +807,7 @@ TEST(config, butler16_style_file_loads_with_warnings_only) {
   EXPECT_TRUE(r.errors.empty()) << join(r.errors);
   for (auto section :
        {"anonTelemetry", "systemInfo", "configVisualisation", "heartbeat",
-        "dockerHealthCheck", "uptimeMonitor", "thirdPartyToolsCredentials",
+        "uptimeMonitor", "thirdPartyToolsCredentials",
         "influxDb", "scriptLog", "qlikSenseUrls", "genericUrls",
         "teamsNotification", "emailNotification",
         "webhookNotification", "scheduler", "keyValueStore",
@@ -777,6 +816,11 @@ TEST(config, butler16_style_file_loads_with_warnings_only) {
         "restServerEndpointsConfig", "serviceMonitor", "qlikSenseCloud"})
     EXPECT_TRUE(contains(r.warnings, std::string{"Butler."} + section
                                        + ": unknown key, ignored"));
+  // Butler 16's dockerHealthCheck section is read as it is.
+  EXPECT_FALSE(contains(r.warnings, "Butler.dockerHealthCheck: unknown key, "
+                                    "ignored"));
+  EXPECT_FALSE(r.config.docker_health.enable);
+  EXPECT_EQ(r.config.docker_health.port, 12398);
   EXPECT_TRUE(contains(r.warnings, "Butler.mqttConfig.azureEventGrid: not used "
                                    "by this Butler, ignored"));
   EXPECT_TRUE(contains(r.warnings, "Butler.restServerEndpointsEnable."

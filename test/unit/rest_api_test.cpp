@@ -110,8 +110,43 @@ TEST(rest_router, answers_405_with_allow_for_a_wrong_method) {
 TEST(rest_router, every_route_has_a_known_flag_and_pattern) {
   for (auto& r : all_routes()) {
     EXPECT_EQ(r.pattern[0], '/') << r.pattern;
-    EXPECT_NE(std::string{r.flag}, "") << r.pattern;
+    bool probe = r.ep == endpoint::health || r.ep == endpoint::ready;
+    // Only the probes are always on.
+    if (r.flag == nullptr)
+      EXPECT_TRUE(probe) << r.pattern;
+    if (r.flag != nullptr)
+      EXPECT_NE(std::string{r.flag}, "") << r.pattern;
   }
+}
+
+TEST(rest_router, serves_the_probes_whatever_the_flags_say) {
+  router r{flags({})};
+  EXPECT_EQ(r.match("GET", "/healthz").ep, endpoint::health);
+  EXPECT_EQ(r.match("GET", "/readyz").ep, endpoint::ready);
+  EXPECT_EQ(r.match("POST", "/readyz").status, 405);
+  EXPECT_EQ(r.match("GET", "/health").status, 404)
+    << "GET /health is only on the dockerHealthCheck port";
+  EXPECT_TRUE(r.enabled_flags().empty()) << "the probes are no endpoint flag";
+  router docker{endpoints_config{{{"dockerHealthCheck", true}}}};
+  EXPECT_EQ(docker.match("GET", "/health").ep, endpoint::health);
+}
+
+TEST(rest_api, readiness_lists_every_check_with_since_in_utc) {
+  readiness_report rep;
+  rep.ready = false;
+  rep.checks.push_back({"config", true, 1764094200123, "loaded and valid"});
+  rep.checks.push_back({"udp-ingest", false, 0, "port 9998 in use"});
+  auto res = readiness_response(rep);
+  EXPECT_EQ(res.status, 503u);
+  EXPECT_EQ(json::parse(res.body),
+            json::parse(R"({"ready":false,"checks":[
+              {"name":"config","ok":true,"since":"2025-11-25T18:10:00.123Z",
+               "detail":"loaded and valid"},
+              {"name":"udp-ingest","ok":false,"since":"1970-01-01T00:00:00.000Z",
+               "detail":"port 9998 in use"}]})"));
+  rep.ready = true;
+  EXPECT_EQ(readiness_response(rep).status, 200u);
+  EXPECT_EQ(json::parse(health_response().body), json({{"status", "ok"}}));
 }
 
 TEST(rest_router, lists_enabled_flags_in_config_order) {
