@@ -7,6 +7,7 @@
 
 #include "messages/atoms.hpp"
 #include "messages/error.hpp"
+#include "messages/replies.hpp"
 
 #include <caf/make_message.hpp>
 #include <caf/message_view.hpp>
@@ -25,16 +26,20 @@ namespace butler {
 /// of CAF's generic runtime_error; and answers the supervisor's periodic
 /// atom::ready query, unless the actor's own interface handles it, with ""
 /// (an actor without a readiness condition is ready while it runs; that it
-/// answers at all shows it is not stuck). Any other unexpected message is
-/// logged and dropped, as CAF does by default.
+/// answers at all shows it is not stuck), and atom::metrics, unless handled,
+/// with no samples. Any other unexpected message is logged and dropped, as
+/// CAF does by default.
 inline void install_common_handlers(caf::scheduled_actor* self) {
   self->set_default_handler(
     [](caf::scheduled_actor* who,
        caf::message_view& view) -> caf::result<caf::message> {
       auto& xs = view.content();
       if (xs.size() == 1 && xs.match_element<caf::atom_value>(0)) {
-        if (xs.get_as<caf::atom_value>(0) == atom::ready_v.value)
+        auto tag = xs.get_as<caf::atom_value>(0);
+        if (tag == atom::ready_v.value)
           return caf::make_message(std::string{});
+        if (tag == atom::metrics_v.value)
+          return caf::make_message(metric_set{});
       }
       return caf::print_and_drop(who, view);
     });

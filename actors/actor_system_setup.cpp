@@ -164,7 +164,8 @@ supervisor_actor start_service(caf::actor_system& sys,
   if (cfg.rest.enable) {
     http_ingress_options opts{cfg.rest,        cfg.endpoints,
                               cfg.mqtt.enable, cfg.qrs.timeout,
-                              cfg.engine.timeout, cfg.docker_health};
+                              cfg.engine.timeout, cfg.docker_health,
+                              cfg.prometheus};
     specs.push_back({"http-ingress", [opts](caf::actor_system& sys) {
                        return caf::actor_cast<caf::actor>(
                          sys.spawn(http_ingress, opts));

@@ -1,6 +1,7 @@
 #include "actors/engine_client.hpp"
 
 #include "actors/actor_common.hpp"
+#include "net/metrics.hpp"
 
 #include <caf/event_based_actor.hpp>
 #include <caf/send.hpp>
@@ -90,6 +91,20 @@ void finish_reload(self_ptr self, engine_client_state::reload job,
         promise.deliver(app_reload_result{success, {}});
       });
 }
+
+/// Returns the counters as the status reply carries them.
+counters_status status_of(const engine_client_state& st) {
+  return counters_status{{{"operations", st.operations},
+                          {"failures", st.failures},
+                          {"in_flight", st.in_flight()}}};
+}
+
+/// How the counters appear in /metrics.
+const std::vector<metrics::counter_map> metric_table{
+  {"operations", "butler_engine_operations_total", "Engine operations (app lists, dumps, reloads)", false, {}},
+  {"failures", "butler_engine_failures_total", "Engine operations that failed", false, {}},
+  {"in_flight", "butler_engine_operations_in_flight", "Engine operations running", true, {}},
+};
 
 } // namespace
 
@@ -207,11 +222,9 @@ engine_client(engine_client_actor::stateful_pointer<engine_client_state> self,
       }
       check_drain(self);
     },
-    [=](atom::status) {
-      auto& st = self->state;
-      return counters_status{{{"operations", st.operations},
-                              {"failures", st.failures},
-                              {"in_flight", st.in_flight()}}};
+    [=](atom::status) { return status_of(self->state); },
+    [=](atom::metrics) {
+      return metrics::from_counters(status_of(self->state), metric_table);
     },
     [=](atom::drain, caf::timespan grace) -> caf::result<bool> {
       auto promise = self->state.drain.open(self, grace);

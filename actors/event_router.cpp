@@ -1,6 +1,7 @@
 #include "actors/event_router.hpp"
 
 #include "actors/actor_common.hpp"
+#include "net/metrics.hpp"
 
 #include <caf/event_based_actor.hpp>
 
@@ -142,6 +143,30 @@ event_router(event_router_actor::stateful_pointer<event_router_state> self,
               + to_string(static_cast<log_event_kind>(i)),
             st.unrouted[i]);
       return result;
+    },
+    [=](atom::metrics) {
+      using metrics::counter;
+      auto& st = self->state;
+      metric_set out;
+      for (auto& r : st.routes) {
+        out.samples.push_back(counter("butler_events_routed_total",
+                                      "Events handed to a sink, by sink",
+                                      r.routed, {{"sink", r.sink}}));
+        out.samples.push_back(counter(
+          "butler_events_dropped_total",
+          "Events a sink could not take (its backlog was full), by sink",
+          r.dropped, {{"sink", r.sink}}));
+        out.samples.push_back(metrics::gauge(
+          "butler_events_held_batches",
+          "Event batches held for a sink that is restarting, by sink",
+          r.held.size(), {{"sink", r.sink}}));
+      }
+      for (std::size_t i = 0; i < st.unrouted.size(); ++i)
+        out.samples.push_back(counter(
+          "butler_events_unrouted_total",
+          "Events no enabled sink takes, by kind", st.unrouted[i],
+          {{"kind", to_string(static_cast<log_event_kind>(i))}}));
+      return out;
     },
     [=](atom::drain, caf::timespan) {
       bool clean = true;

@@ -318,18 +318,69 @@ void readiness(self_ptr self, std::shared_ptr<http_call> call) {
     probe_timeout);
 }
 
-/// Builds the handler the I/O threads call for every request.
+void metrics_call(self_ptr self, std::shared_ptr<http_call> call) {
+  auto& st = self->state;
+  if (!require_peer(st.supervisor, "supervisor", *call))
+    return;
+  auto requests = st.requests;
+  forward<metric_set>(
+    self, std::move(call), st.supervisor, "supervisor", atom::metrics_v,
+    [requests](metric_set& set) {
+      for (auto& s : metrics::process_samples().samples)
+        set.samples.push_back(std::move(s));
+      http::response res;
+      res.content_type = metrics::content_type;
+      res.body = metrics::render(set, requests.get());
+      return res;
+    },
+    probe_timeout);
+}
+
+/// Records each answer in the request metrics before it goes out.
+class recording_sink final : public http::reply_sink {
+public:
+  recording_sink(http::responder reply,
+                 std::shared_ptr<metrics::request_metrics> requests,
+                 const char* route)
+    : reply_(std::move(reply)),
+      requests_(std::move(requests)),
+      route_(route),
+      started_(std::chrono::steady_clock::now()) {
+    // nop
+  }
+
+  void send(http::response res) override {
+    std::chrono::duration<double> took = std::chrono::steady_clock::now()
+                                         - started_;
+    requests_->record(route_, res.status, took.count());
+    reply_(std::move(res));
+  }
+
+private:
+  http::responder reply_;
+  std::shared_ptr<metrics::request_metrics> requests_;
+  const char* route_;
+  std::chrono::steady_clock::time_point started_;
+};
+
+/// Builds the handler the I/O threads call for every request. `listed` are
+/// the endpoint flags GET /v4/configfile/endpointsenabled names.
 http::handler make_handler(caf::weak_actor_ptr ingress,
-                           std::shared_ptr<const rest::router> router) {
+                           std::shared_ptr<const rest::router> router,
+                           const std::vector<std::string>& listed,
+                           std::shared_ptr<metrics::request_metrics> requests) {
   // Built once: ping and the endpoint list never change while running.
   auto ping = std::make_shared<const http::response>(rest::ping_response());
   auto endpoints = std::make_shared<const http::response>(
-    rest::endpoints_enabled_response(router->enabled_flags()));
-  return [ingress, router, ping, endpoints](http::request&& req,
-                                            http::responder reply) {
+    rest::endpoints_enabled_response(listed));
+  return [ingress, router, ping, endpoints,
+          requests](http::request&& req, http::responder answer) {
     auto method = rest::effective_method(req);
     auto path = http::split_target(req.target).path;
     auto match = router->match(method, path);
+    http::responder reply{std::make_shared<recording_sink>(
+      std::move(answer), requests,
+      match.status == 0 ? rest::to_string(match.ep) : "unmatched")};
     if (match.status == 404) {
       reply(http::error_response(404, "Route " + method + " "
                                         + std::string{path} + " not found"));
@@ -365,6 +416,8 @@ http::handler make_handler(caf::weak_actor_ptr ingress,
 
 http_ingress_state::~http_ingress_state() {
   // Joins the I/O threads, so no handler runs once the state is gone.
+  if (metrics_server)
+    metrics_server->stop();
   if (health_server)
     health_server->stop();
   if (server)
@@ -391,11 +444,17 @@ http_ingress(http_ingress_actor::stateful_pointer<http_ingress_state> self,
   sopts.write_timeout = rest_cfg.write_timeout;
   sopts.max_connections = rest_cfg.max_connections;
   sopts.threads = rest_cfg.io_threads;
-  auto router = std::make_shared<const rest::router>(st.opts.endpoints);
+  st.requests = std::make_shared<metrics::request_metrics>();
+  auto weak = caf::actor_cast<caf::weak_actor_ptr>(self);
+  auto listed = rest::router{st.opts.endpoints}.enabled_flags();
+  auto rest_endpoints = st.opts.endpoints;
+  auto& prom = st.opts.prometheus;
+  if (prom.enable && prom.port == 0)
+    rest_endpoints.flags.emplace_back("prometheus", true);
+  auto router = std::make_shared<const rest::router>(rest_endpoints);
   std::string error;
   st.server = http::start_server(
-    sopts, make_handler(caf::actor_cast<caf::weak_actor_ptr>(self), router),
-    error);
+    sopts, make_handler(weak, router, listed, st.requests), error);
   if (!st.server) {
     spdlog::error("{} {}", self->name(), error);
     self->quit(caf::make_error(ec::unavailable, error));
@@ -403,27 +462,39 @@ http_ingress(http_ingress_actor::stateful_pointer<http_ingress_state> self,
   }
   spdlog::info("{} serves the REST API on {}://{}:{} ({} endpoint flags on)",
                self->name(), sopts.tls ? "https" : "http", rest_cfg.host,
-               st.server->port(), router->enabled_flags().size());
-  if (st.opts.docker_health.enable) {
-    // Plain HTTP for Docker's HEALTHCHECK: GET /health, /healthz, /readyz.
-    auto hopts = sopts;
-    hopts.port = st.opts.docker_health.port;
-    hopts.tls = false;
-    hopts.threads = 1;
-    hopts.max_connections = 16;
-    endpoints_config only_health{{{"dockerHealthCheck", true}}};
-    st.health_server = http::start_server(
-      hopts,
-      make_handler(caf::actor_cast<caf::weak_actor_ptr>(self),
-                   std::make_shared<const rest::router>(only_health)),
+               st.server->port(), listed.size());
+  // Plain-HTTP side listeners: Docker's HEALTHCHECK (GET /health) and the
+  // Prometheus scraper (GET /metrics), each also serving the probes.
+  auto side = [&](std::unique_ptr<http::server>& server, uint16_t port,
+                  const char* flag, const char* key, const char* what) {
+    auto opts = sopts;
+    opts.port = port;
+    opts.tls = false;
+    opts.threads = 1;
+    opts.max_connections = 16;
+    endpoints_config only{{{flag, true}}};
+    server = http::start_server(
+      opts,
+      make_handler(weak, std::make_shared<const rest::router>(only), {},
+                   st.requests),
       error);
-    if (!st.health_server) {
-      spdlog::error("{} Butler.dockerHealthCheck: {}", self->name(), error);
-      self->quit(caf::make_error(ec::unavailable, error));
-      return http_ingress_actor::behavior_type::make_empty_behavior();
+    if (!server) {
+      spdlog::error("{} {}: {}", self->name(), key, error);
+      return false;
     }
-    spdlog::info("{} serves GET /health on http://{}:{}", self->name(),
-                 rest_cfg.host, st.health_server->port());
+    spdlog::info("{} serves {} on http://{}:{}", self->name(), what,
+                 rest_cfg.host, server->port());
+    return true;
+  };
+  if ((st.opts.docker_health.enable
+       && !side(st.health_server, st.opts.docker_health.port,
+                "dockerHealthCheck", "Butler.dockerHealthCheck",
+                "GET /health"))
+      || (prom.enable && prom.port != 0
+          && !side(st.metrics_server, prom.port, "prometheus",
+                   "Butler.prometheus", "GET /metrics"))) {
+    self->quit(caf::make_error(ec::unavailable, error));
+    return http_ingress_actor::behavior_type::make_empty_behavior();
   }
   return {
     [=](std::shared_ptr<http_call>& call) {
@@ -470,6 +541,9 @@ http_ingress(http_ingress_actor::stateful_pointer<http_ingress_state> self,
         case rest::endpoint::ready:
           readiness(self, std::move(call));
           return;
+        case rest::endpoint::metrics:
+          metrics_call(self, std::move(call));
+          return;
         default:
           call->reply(http::error_response(500, "no handler for this route"));
       }
@@ -482,6 +556,8 @@ http_ingress(http_ingress_actor::stateful_pointer<http_ingress_state> self,
       st.server->stop_accepting();
       if (st.health_server)
         st.health_server->stop_accepting();
+      if (st.metrics_server)
+        st.metrics_server->stop_accepting();
       auto promise = st.drain.open(self, grace);
       check_drain(self);
       if (st.drain.pending())

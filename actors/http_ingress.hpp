@@ -11,6 +11,7 @@
 #include "messages/actors.hpp"
 #include "net/http_server.hpp"
 #include "net/http_types.hpp"
+#include "net/metrics.hpp"
 #include "net/rest_api.hpp"
 
 #include <caf/stateful_actor.hpp>
@@ -46,6 +47,8 @@ struct http_ingress_options {
   std::chrono::milliseconds engine_timeout{600'000};
   /// A second listener for GET /health (and the probes) when enabled.
   docker_health_config docker_health;
+  /// GET /metrics, on the REST port or a listener of its own.
+  prometheus_config prometheus;
 };
 
 /// A call forwarded to an actor, waiting for its reply or its deadline.
@@ -65,6 +68,10 @@ struct http_ingress_state {
   std::unique_ptr<http::server> server;
   /// Butler.dockerHealthCheck's listener, if enabled.
   std::unique_ptr<http::server> health_server;
+  /// Butler.prometheus's listener, if it has a port of its own.
+  std::unique_ptr<http::server> metrics_server;
+  /// Requests by route and status, recorded by the I/O threads.
+  std::shared_ptr<metrics::request_metrics> requests;
   // Peers, from the supervisor's peer_up messages.
   mqtt_link_actor mqtt;
   fs_worker_actor fs;

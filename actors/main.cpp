@@ -1,8 +1,9 @@
 // butler: the service's entry point. Reads and validates the config before
-// anything starts, sets up logging, runs the actor system, and turns SIGINT
-// and SIGTERM into an orderly shutdown.
+// anything starts, sets up logging, runs the actor system, turns SIGHUP into
+// a config reload and SIGINT and SIGTERM into an orderly shutdown.
 
 #include "actors/actor_system_setup.hpp"
+#include "actors/config_reload.hpp"
 #include "config/config_loader.hpp"
 #include "config/logging.hpp"
 #include "config/version.hpp"
@@ -45,7 +46,10 @@ sigset_t block_signals() {
   return set;
 }
 
-int run(const butler::butler_config& cfg, sigset_t signals) {
+/// Runs the service until SIGINT or SIGTERM. `cfg` is what it runs with;
+/// SIGHUP re-reads `config_file` with `env` and updates what changes live.
+int run(butler::butler_config& cfg, const std::string& config_file,
+        const butler::environment& env, sigset_t signals) {
   using namespace butler;
   butler_system_config caf_cfg{cfg};
   caf::actor_system sys{caf_cfg};
@@ -64,8 +68,8 @@ int run(const butler::butler_config& cfg, sigset_t signals) {
     if (sigwait(&signals, &sig) != 0)
       continue;
     if (sig == SIGHUP) {
-      spdlog::info("butler received SIGHUP; config reload is not supported "
-                   "yet, restart to apply changes");
+      spdlog::info("butler received SIGHUP; reloading {}", config_file);
+      reload_config(config_file, env, cfg);
       continue;
     }
     break;
@@ -143,5 +147,5 @@ int main(int argc, char** argv) {
     spdlog::error("butler {}", log_problem);
   for (auto& w : loaded.warnings)
     spdlog::warn("config {}", w);
-  return run(loaded.config, signals);
+  return run(loaded.config, config_file, env, signals);
 }

@@ -1,6 +1,7 @@
 #include "actors/mqtt_link.hpp"
 
 #include "actors/actor_common.hpp"
+#include "net/metrics.hpp"
 #include "net/event_format.hpp"
 #include "net/mqtt_topic.hpp"
 
@@ -205,6 +206,39 @@ mqtt_link(mqtt_link_actor::stateful_pointer<mqtt_link_state> self,
                               st.inbound_dispatched, st.inbound_ignored,
                               stats.backlog,         st.events_published,
                               st.shed};
+    },
+    [=](atom::metrics) {
+      using metrics::counter;
+      using metrics::gauge;
+      auto& st = self->state;
+      auto stats = st.client->stats();
+      metric_set out;
+      out.samples = {
+        gauge("butler_mqtt_connected", "1 while connected to the broker",
+              stats.connected ? 1 : 0),
+        counter("butler_mqtt_connects_total", "Connections to the broker",
+                stats.connects),
+        counter("butler_mqtt_connect_failures_total",
+                "Connection attempts that failed", stats.connect_failures),
+        counter("butler_mqtt_publishes_total",
+                "Messages handed to the broker", stats.published),
+        counter("butler_mqtt_publish_failures_total",
+                "Publishes refused because the backlog was full",
+                stats.rejected_full),
+        counter("butler_mqtt_events_shed_total",
+                "Log-event messages dropped because the backlog was full",
+                st.shed),
+        gauge("butler_mqtt_backlog_messages",
+              "Messages held until the broker takes them", stats.backlog),
+        counter("butler_mqtt_received_total", "Messages received",
+                stats.received),
+        counter("butler_mqtt_inbound_total",
+                "Received messages by outcome", st.inbound_dispatched,
+                {{"outcome", "dispatched"}}),
+        counter("butler_mqtt_inbound_total",
+                "Received messages by outcome", st.inbound_ignored,
+                {{"outcome", "ignored"}})};
+      return out;
     },
     [=](atom::ready) -> std::string {
       auto& st = self->state;

@@ -1,6 +1,7 @@
 #include "actors/mqtt_task_starter.hpp"
 
 #include "actors/actor_common.hpp"
+#include "net/metrics.hpp"
 #include "net/log_event_parser.hpp"
 
 #include <caf/event_based_actor.hpp>
@@ -103,6 +104,32 @@ void send_start(self_ptr self, mqtt_task_starter_state::start job) {
       });
 }
 
+/// Returns the counters as the status reply carries them.
+counters_status status_of(const mqtt_task_starter_state& st) {
+  return counters_status{{{"received", st.received},
+                          {"invalid", st.invalid},
+                          {"started", st.started},
+                          {"unknown", st.unknown},
+                          {"denied", st.denied},
+                          {"failed", st.failed},
+                          {"dropped", st.dropped},
+                          {"in_flight", st.in_flight},
+                          {"waiting", st.waiting.size()}}};
+}
+
+/// How the counters appear in /metrics.
+const std::vector<metrics::counter_map> metric_table{
+  {"received", "butler_mqtt_task_start_messages_total", "Messages received on the task start topic", false, {}},
+  {"started", "butler_mqtt_task_starts_total", "MQTT task start messages by outcome", false, {{"outcome", "started"}}},
+  {"invalid", "butler_mqtt_task_starts_total", "MQTT task start messages by outcome", false, {{"outcome", "invalid"}}},
+  {"unknown", "butler_mqtt_task_starts_total", "MQTT task start messages by outcome", false, {{"outcome", "unknown"}}},
+  {"denied", "butler_mqtt_task_starts_total", "MQTT task start messages by outcome", false, {{"outcome", "denied"}}},
+  {"failed", "butler_mqtt_task_starts_total", "MQTT task start messages by outcome", false, {{"outcome", "failed"}}},
+  {"dropped", "butler_mqtt_task_starts_total", "MQTT task start messages by outcome", false, {{"outcome", "dropped"}}},
+  {"in_flight", "butler_mqtt_task_starts_in_flight", "Task starts waiting for QRS", true, {}},
+  {"waiting", "butler_mqtt_task_starts_waiting", "Task starts queued behind those in flight", true, {}},
+};
+
 } // namespace
 
 mqtt_task_starter_actor::behavior_type
@@ -137,17 +164,9 @@ mqtt_task_starter(
                         st.dropped);
       }
     },
-    [=](atom::status) {
-      auto& st = self->state;
-      return counters_status{{{"received", st.received},
-                              {"invalid", st.invalid},
-                              {"started", st.started},
-                              {"unknown", st.unknown},
-                              {"denied", st.denied},
-                              {"failed", st.failed},
-                              {"dropped", st.dropped},
-                              {"in_flight", st.in_flight},
-                              {"waiting", st.waiting.size()}}};
+    [=](atom::status) { return status_of(self->state); },
+    [=](atom::metrics) {
+      return metrics::from_counters(status_of(self->state), metric_table);
     },
     [=](atom::drain, caf::timespan grace) -> caf::result<bool> {
       auto promise = self->state.drain.open(self, grace);

@@ -1,6 +1,7 @@
 #include "actors/qrs_client.hpp"
 
 #include "actors/actor_common.hpp"
+#include "net/metrics.hpp"
 #include "net/qrs_ops.hpp"
 
 #include <caf/event_based_actor.hpp>
@@ -74,6 +75,22 @@ void check_drain(self_ptr self, bool poll = false) {
   else if (outcome == drain_gate::waiting && poll)
     self->delayed_send(self, drain_poll, atom::tick_v);
 }
+
+/// Returns the counters as the status reply carries them.
+counters_status status_of(const qrs_client_state& st) {
+  return counters_status{{{"start_calls", st.start_calls},
+                          {"tasks_started", st.tasks_started},
+                          {"failures", st.failures},
+                          {"in_flight", st.starts.size() + st.pings.size()}}};
+}
+
+/// How the counters appear in /metrics.
+const std::vector<metrics::counter_map> metric_table{
+  {"start_calls", "butler_qrs_task_start_requests_total", "Task start requests handled through QRS", false, {}},
+  {"tasks_started", "butler_qrs_tasks_started_total", "Tasks QRS started", false, {}},
+  {"failures", "butler_qrs_failures_total", "QRS operations that failed", false, {}},
+  {"in_flight", "butler_qrs_operations_in_flight", "QRS operations waiting for an answer", true, {}},
+};
 
 } // namespace
 
@@ -174,12 +191,9 @@ qrs_client(qrs_client_actor::stateful_pointer<qrs_client_state> self,
       }
       check_drain(self);
     },
-    [=](atom::status) {
-      auto& st = self->state;
-      return counters_status{{{"start_calls", st.start_calls},
-                              {"tasks_started", st.tasks_started},
-                              {"failures", st.failures},
-                              {"in_flight", st.starts.size() + st.pings.size()}}};
+    [=](atom::status) { return status_of(self->state); },
+    [=](atom::metrics) {
+      return metrics::from_counters(status_of(self->state), metric_table);
     },
     [=](atom::drain, caf::timespan grace) -> caf::result<bool> {
       auto promise = self->state.drain.open(self, grace);

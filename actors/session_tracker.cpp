@@ -1,6 +1,7 @@
 #include "actors/session_tracker.hpp"
 
 #include "actors/actor_common.hpp"
+#include "net/metrics.hpp"
 #include "net/event_format.hpp"
 
 #include <caf/event_based_actor.hpp>
@@ -38,6 +39,24 @@ void publish(self_ptr self) {
   self->send(st.mqtt, std::move(reqs));
   ++st.publishes;
 }
+
+/// Returns the counters as the status reply carries them.
+counters_status status_of(const session_tracker_state& st) {
+  return counters_status{{{"active_users", st.sessions.size()},
+                          {"session_starts", st.starts},
+                          {"session_stops", st.stops},
+                          {"unmatched_stops", st.unmatched_stops},
+                          {"publishes", st.publishes}}};
+}
+
+/// How the counters appear in /metrics.
+const std::vector<metrics::counter_map> metric_table{
+  {"active_users", "butler_active_users", "Users with an open Qlik Sense session", true, {}},
+  {"session_starts", "butler_session_events_total", "Session events by kind", false, {{"kind", "start"}}},
+  {"session_stops", "butler_session_events_total", "Session events by kind", false, {{"kind", "stop"}}},
+  {"unmatched_stops", "butler_session_unmatched_stops_total", "Session stops for users without a known session", false, {}},
+  {"publishes", "butler_active_users_publishes_total", "Active-user updates published to MQTT", false, {}},
+};
 
 } // namespace
 
@@ -81,13 +100,9 @@ session_tracker(session_tracker_actor::stateful_pointer<session_tracker_state> s
     [=](atom::users) {
       return active_users{user_list(self->state)};
     },
-    [=](atom::status) {
-      auto& st = self->state;
-      return counters_status{{{"active_users", st.sessions.size()},
-                              {"session_starts", st.starts},
-                              {"session_stops", st.stops},
-                              {"unmatched_stops", st.unmatched_stops},
-                              {"publishes", st.publishes}}};
+    [=](atom::status) { return status_of(self->state); },
+    [=](atom::metrics) {
+      return metrics::from_counters(status_of(self->state), metric_table);
     },
     [=](atom::drain, caf::timespan) { return true; },
     [=](peer_up& peer) {

@@ -1,6 +1,7 @@
 #include "actors/slack_egress.hpp"
 
 #include "actors/actor_common.hpp"
+#include "net/metrics.hpp"
 #include "net/event_format.hpp"
 #include "net/slack_format.hpp"
 
@@ -314,6 +315,32 @@ std::string load_template(self_ptr self, const slack_channel_config& ch) {
   return text;
 }
 
+/// Returns the counters as the status reply carries them.
+counters_status status_of(const slack_egress_state& st) {
+  return counters_status{{{"queued", st.queued},
+                          {"posted", st.posted},
+                          {"retried", st.retried},
+                          {"failed", st.failed},
+                          {"unknown_outcome", st.unknown_outcome},
+                          {"shed", st.shed},
+                          {"rate_limited", st.rate_limited},
+                          {"template_fallbacks", st.template_fallbacks},
+                          {"held", st.held()}}};
+}
+
+/// How the counters appear in /metrics.
+const std::vector<metrics::counter_map> metric_table{
+  {"queued", "butler_slack_messages_queued_total", "Slack messages taken for posting", false, {}},
+  {"posted", "butler_slack_posts_total", "Slack messages by outcome", false, {{"outcome", "posted"}}},
+  {"failed", "butler_slack_posts_total", "Slack messages by outcome", false, {{"outcome", "failed"}}},
+  {"unknown_outcome", "butler_slack_posts_total", "Slack messages by outcome", false, {{"outcome", "unknown"}}},
+  {"shed", "butler_slack_posts_total", "Slack messages by outcome", false, {{"outcome", "shed"}}},
+  {"rate_limited", "butler_slack_posts_total", "Slack messages by outcome", false, {{"outcome", "rate_limited"}}},
+  {"retried", "butler_slack_retries_total", "Slack posts tried again after a network error, 5xx or 429", false, {}},
+  {"template_fallbacks", "butler_slack_template_fallbacks_total", "Slack messages sent as plain text because the template failed", false, {}},
+  {"held", "butler_slack_backlog_messages", "Slack messages waiting to be posted", true, {}},
+};
+
 } // namespace
 
 slack_egress_actor::behavior_type
@@ -350,17 +377,9 @@ slack_egress(slack_egress_actor::stateful_pointer<slack_egress_state> self,
       return promise;
     },
     [=](post_outcome& out) { on_outcome(self, out); },
-    [=](atom::status) {
-      auto& st = self->state;
-      return counters_status{{{"queued", st.queued},
-                              {"posted", st.posted},
-                              {"retried", st.retried},
-                              {"failed", st.failed},
-                              {"unknown_outcome", st.unknown_outcome},
-                              {"shed", st.shed},
-                              {"rate_limited", st.rate_limited},
-                              {"template_fallbacks", st.template_fallbacks},
-                              {"held", st.held()}}};
+    [=](atom::status) { return status_of(self->state); },
+    [=](atom::metrics) {
+      return metrics::from_counters(status_of(self->state), metric_table);
     },
     [=](atom::drain, caf::timespan grace) -> caf::result<bool> {
       auto& st = self->state;

@@ -1,6 +1,7 @@
 #include "actors/supervisor.hpp"
 
 #include "actors/actor_common.hpp"
+#include "net/metrics.hpp"
 
 #include <caf/event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
@@ -227,6 +228,62 @@ void on_tick(self_ptr self) {
   self->delayed_send(self, tick_interval(self), atom::tick_v);
 }
 
+/// Returns the supervisor's own samples: per actor whether it runs, its
+/// restarts and whether it was given up on; and whether Butler is ready.
+metric_set own_metrics(self_ptr self) {
+  metric_set out;
+  for (auto& c : self->state.children) {
+    metrics::label_list actor{{"actor", c.spec.name}};
+    out.samples.push_back(metrics::counter(
+      "butler_actor_restarts_total",
+      "Failures of an actor (each followed by a restart unless given up)",
+      c.restarts, actor));
+    out.samples.push_back(metrics::gauge("butler_actor_up",
+                                         "1 while the actor runs",
+                                         c.handle ? 1 : 0, actor));
+    out.samples.push_back(metrics::gauge(
+      "butler_actor_given_up",
+      "1 once the actor failed past supervisor.maxRestarts", c.gave_up ? 1 : 0,
+      actor));
+  }
+  out.samples.push_back(metrics::gauge(
+    "butler_ready", "1 while every readiness check passes",
+    report_of(self).ready ? 1 : 0));
+  return out;
+}
+
+/// Answers `promise` with every running child's metrics and the
+/// supervisor's own; a child that does not answer within a second is left
+/// out of this scrape.
+void gather_metrics(self_ptr self,
+                    caf::typed_response_promise<metric_set> promise) {
+  auto all = std::make_shared<metric_set>(own_metrics(self));
+  auto left = std::make_shared<std::size_t>(0);
+  for (auto& c : self->state.children)
+    if (c.handle)
+      ++*left;
+  if (*left == 0) {
+    promise.deliver(std::move(*all));
+    return;
+  }
+  auto one_done = [all, left, promise]() mutable {
+    if (--*left == 0)
+      promise.deliver(std::move(*all));
+  };
+  for (auto& c : self->state.children) {
+    if (!c.handle)
+      continue;
+    self->request(c.handle, std::chrono::seconds{1}, atom::metrics_v)
+      .then(
+        [all, one_done](metric_set& m) mutable {
+          for (auto& s : m.samples)
+            all->samples.push_back(std::move(s));
+          one_done();
+        },
+        [one_done](caf::error&) mutable { one_done(); });
+  }
+}
+
 /// Returns whether every child is down.
 bool all_down(self_ptr self) {
   auto& children = self->state.children;
@@ -347,6 +404,11 @@ supervisor(supervisor_actor::stateful_pointer<supervisor_state> self,
     },
     [=](atom::heartbeat) { return atom::heartbeat_v; },
     [=](atom::ready) { return report_of(self); },
+    [=](atom::metrics) -> caf::result<metric_set> {
+      auto promise = self->make_response_promise<metric_set>();
+      gather_metrics(self, promise);
+      return promise;
+    },
     [=](atom::tick) { on_tick(self); },
     [=](atom::restart, const std::string& name) {
       if (self->state.shutting_down)

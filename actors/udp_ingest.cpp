@@ -1,6 +1,7 @@
 #include "actors/udp_ingest.hpp"
 
 #include "actors/actor_common.hpp"
+#include "net/metrics.hpp"
 #include "net/expiring_set.hpp"
 
 #include <caf/event_based_actor.hpp>
@@ -186,6 +187,40 @@ udp_ingest_status status_of(const udp_ingest_state& st) {
   return result;
 }
 
+/// Returns the counters as /metrics shows them.
+metric_set metrics_of(const udp_ingest_state& st) {
+  using metrics::counter;
+  using metrics::gauge;
+  auto stats = st.ctx->pipeline.stats();
+  auto s = status_of(st);
+  metric_set out;
+  out.samples = {
+    counter("butler_udp_datagrams_received_total",
+            "Datagrams received on the log-event ports", stats.received),
+    counter("butler_udp_datagrams_accepted_total",
+            "Datagrams accepted as log events", stats.accepted),
+    counter("butler_udp_events_shed_total",
+            "Accepted events dropped because the events in flight reached "
+            "udpServerConfig.messageQueue.maxSize",
+            s.shed),
+    counter("butler_udp_kernel_drops_total",
+            "Datagrams the kernel dropped because a socket buffer was full",
+            s.kernel_drops),
+    gauge("butler_udp_events_in_flight",
+          "Accepted events not yet handed to every sink", s.in_flight),
+    gauge("butler_udp_listening", "1 while the UDP sockets are bound",
+          s.listening ? 1 : 0)};
+  for (std::size_t i = 0; i < stats.rejected.size(); ++i)
+    out.samples.push_back(counter(
+      "butler_udp_datagrams_rejected_total",
+      "Datagrams rejected, by reason (duplicate: deduplicated by execution "
+      "id)",
+      stats.rejected[i],
+      {{"reason",
+        events::to_string(static_cast<events::reject_reason>(i))}}));
+  return out;
+}
+
 /// Logs what the counters did since the last summary: info for traffic,
 /// warn when anything was lost (shed, or dropped by the kernel because the
 /// socket buffer was full).
@@ -280,6 +315,7 @@ udp_ingest(udp_ingest_actor::stateful_pointer<udp_ingest_state> self,
   return {
     [=](event_batch& batch) { forward(self, std::move(batch)); },
     [=](atom::status) { return status_of(self->state); },
+    [=](atom::metrics) { return metrics_of(self->state); },
     [=](atom::ready) -> std::string {
       auto& st = self->state;
       return st.receiver ? std::string{} : st.bind_error;

@@ -52,6 +52,14 @@ struct docker_health_config {
   uint16_t port = defaults::docker_health::port;
 };
 
+/// Butler.prometheus: GET /metrics in Prometheus text format, on the REST
+/// port or, when `port` is set, on a plain-HTTP port of its own (on
+/// restServerConfig.serverHost).
+struct prometheus_config {
+  bool enable = defaults::prometheus::enable;
+  uint16_t port = defaults::prometheus::port;
+};
+
 /// Butler.restServerEndpointsEnable: one boolean per endpoint flag. Nested
 /// groups (newRelic.*, scheduler.*) are flattened to their leaf names, which
 /// is also how GET /v4/configfile/endpointsenabled lists them.
@@ -239,6 +247,7 @@ struct butler_config {
   runtime_config runtime;
   supervisor_config supervisor;
   docker_health_config docker_health;
+  prometheus_config prometheus;
 };
 
 } // namespace butler

@@ -666,6 +666,13 @@ void read_butler(section& root, butler_config& cfg) {
   docker.read("enable", cfg.docker_health.enable);
   docker.read("port", 1, 65535, cfg.docker_health.port);
   docker.finish();
+  auto prom = root.sub("prometheus");
+  prom.read("enable", cfg.prometheus.enable);
+  prom.read("port", 0, 65535, cfg.prometheus.port);
+  // Butler 16 binds its metrics listener to a host of its own; this one
+  // uses restServerConfig.serverHost.
+  prom.ignore("host");
+  prom.finish();
   auto sup = root.sub("supervisor");
   sup.read("restartBackoffMinMs", one_ms, cfg.supervisor.restart_min);
   sup.read("restartBackoffMaxMs", one_ms, cfg.supervisor.restart_max);
@@ -875,6 +882,18 @@ void validate(const butler_config& cfg, report& rep) {
     rep.error("Butler.dockerHealthCheck.port",
               "must differ from Butler.restServerConfig.serverPort ("
                 + std::to_string(cfg.rest.port) + ")");
+  if (cfg.prometheus.enable && cfg.prometheus.port != 0) {
+    if (cfg.rest.enable && cfg.prometheus.port == cfg.rest.port)
+      rep.error("Butler.prometheus.port",
+                "must differ from Butler.restServerConfig.serverPort ("
+                  + std::to_string(cfg.rest.port)
+                  + "); 0 serves /metrics on the REST port");
+    else if (cfg.docker_health.enable
+             && cfg.prometheus.port == cfg.docker_health.port)
+      rep.error("Butler.prometheus.port",
+                "must differ from Butler.dockerHealthCheck.port ("
+                  + std::to_string(cfg.docker_health.port) + ")");
+  }
   // Supervisor
   check_min_max(rep, cfg.supervisor.restart_min, cfg.supervisor.restart_max,
                 "Butler.supervisor.restartBackoffMinMs",

@@ -48,6 +48,13 @@ constexpr bool enable = false;
 constexpr uint16_t port = 12398;
 } // namespace docker_health
 
+/// Butler.prometheus: GET /metrics.
+namespace prometheus {
+constexpr bool enable = true;
+/// 0: on the REST port.
+constexpr uint16_t port = 0;
+} // namespace prometheus
+
 namespace mqtt {
 constexpr bool enable = false;
 constexpr const char* host = "127.0.0.1";

@@ -14,9 +14,9 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libcaf-dev libboost1.81-dev libssl-dev openssl
   libpaho-mqtt-dev nlohmann-json3-dev libspdlog-dev libyaml-cpp-dev libcli11-dev
-  libcurl4-openssl-dev libkainjow-mustache-dev libsystemd-dev
+  libcurl4-openssl-dev libkainjow-mustache-dev libsystemd-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev
-  mosquitto mosquitto-clients python3 python3-yaml systemd
+  mosquitto mosquitto-clients python3 python3-yaml systemd prometheus
 )
 
 missing=()

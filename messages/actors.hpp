@@ -54,6 +54,8 @@ using mqtt_link_actor = caf::typed_actor<
   caf::reacts_to<mqtt_connection_changed>,
   // Returns the link's state and counters.
   caf::replies_to<atom::status>::with<mqtt_link_status>,
+  // Returns its metrics for GET /metrics.
+  caf::replies_to<atom::metrics>::with<metric_set>,
   // Returns "" while connected to the broker, else why not.
   caf::replies_to<atom::ready>::with<std::string>,
   // Before shutdown: waits until the backlog is with the broker or the
@@ -83,6 +85,8 @@ using udp_ingest_actor = caf::typed_actor<
   caf::reacts_to<event_batch>,
   // Returns the counters: accepted, rejected by reason, shed, kernel drops.
   caf::replies_to<atom::status>::with<udp_ingest_status>,
+  // Returns its metrics for GET /metrics.
+  caf::replies_to<atom::metrics>::with<metric_set>,
   // Returns "" while its sockets are bound, else why not.
   caf::replies_to<atom::ready>::with<std::string>,
   // Before shutdown: closes the sockets and waits until the events in flight
@@ -102,6 +106,8 @@ using event_router_actor = caf::typed_actor<
   caf::reacts_to<event_batch>,
   // Returns events routed per sink and batches held.
   caf::replies_to<atom::status>::with<counters_status>,
+  // Returns its metrics for GET /metrics.
+  caf::replies_to<atom::metrics>::with<metric_set>,
   // Before shutdown: hands held batches on where possible; true when none is
   // left.
   caf::replies_to<atom::drain, caf::timespan>::with<bool>,
@@ -120,6 +126,8 @@ using slack_egress_actor = caf::typed_actor<
   caf::reacts_to<post_outcome>,
   // Returns the counters: posted, retried, failed, shed, rate limited.
   caf::replies_to<atom::status>::with<counters_status>,
+  // Returns its metrics for GET /metrics.
+  caf::replies_to<atom::metrics>::with<metric_set>,
   // Before shutdown: waits for queued posts up to the deadline; true when
   // none is left.
   caf::replies_to<atom::drain, caf::timespan>::with<bool>,
@@ -136,6 +144,8 @@ using session_tracker_actor = caf::typed_actor<
   caf::replies_to<atom::users>::with<active_users>,
   // Returns the counters.
   caf::replies_to<atom::status>::with<counters_status>,
+  // Returns its metrics for GET /metrics.
+  caf::replies_to<atom::metrics>::with<metric_set>,
   // Before shutdown: nothing is held; answers true.
   caf::replies_to<atom::drain, caf::timespan>::with<bool>,
   // Learns the current handle of a (re)started peer.
@@ -165,6 +175,8 @@ using qrs_client_actor = caf::typed_actor<
   caf::reacts_to<atom::done, uint64_t, caf::error>,
   // Returns the counters: calls by outcome.
   caf::replies_to<atom::status>::with<counters_status>,
+  // Returns its metrics for GET /metrics.
+  caf::replies_to<atom::metrics>::with<metric_set>,
   // Before shutdown: waits for operations in flight up to the deadline.
   caf::replies_to<atom::drain, caf::timespan>::with<bool>,
   // Checks on a pending drain (a periodic message to itself).
@@ -187,6 +199,8 @@ using engine_client_actor = caf::typed_actor<
   caf::reacts_to<atom::done, uint64_t, caf::error>,
   // Returns the counters: operations by outcome.
   caf::replies_to<atom::status>::with<counters_status>,
+  // Returns its metrics for GET /metrics.
+  caf::replies_to<atom::metrics>::with<metric_set>,
   // Before shutdown: waits for operations in flight up to the deadline.
   caf::replies_to<atom::drain, caf::timespan>::with<bool>,
   // Checks on a pending drain (a periodic message to itself).
@@ -202,6 +216,8 @@ using mqtt_task_starter_actor = caf::typed_actor<
   // Returns the counters: received, invalid, started, unknown, denied,
   // failed, dropped, in_flight, waiting.
   caf::replies_to<atom::status>::with<counters_status>,
+  // Returns its metrics for GET /metrics.
+  caf::replies_to<atom::metrics>::with<metric_set>,
   // Before shutdown: waits for the starts in flight and in the backlog;
   // answers true when all are done, false when the grace period ends first.
   caf::replies_to<atom::drain, caf::timespan>::with<bool>,
@@ -216,6 +232,8 @@ using supervisor_actor = caf::typed_actor<
   caf::replies_to<caf::get_atom, std::string>::with<caf::actor>,
   // Returns every child's state and restart count.
   caf::replies_to<atom::status>::with<supervisor_status>,
+  // Returns every running actor's metrics with its own (restarts, states).
+  caf::replies_to<atom::metrics>::with<metric_set>,
   // Answers at once: the actor system schedules (liveness).
   caf::replies_to<atom::heartbeat>::with<atom::heartbeat>,
   // Returns whether the service is ready, with every check behind it.

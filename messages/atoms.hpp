@@ -37,3 +37,5 @@ CAF_ADD_ATOM(butler_atoms, butler::atom, heartbeat, "heartbeat")
 /// doubles as a heartbeat, and one that is not answered in time marks the
 /// actor stuck.
 CAF_ADD_ATOM(butler_atoms, butler::atom, ready, "ready")
+/// Tags a query for an actor's metrics (Prometheus samples).
+CAF_ADD_ATOM(butler_atoms, butler::atom, metrics, "metrics")

@@ -183,6 +183,34 @@ typename Inspector::result_type inspect(Inspector& f, child_status& x) {
            x.last_failure, x.gave_up);
 }
 
+/// One Prometheus sample: a counter or gauge value with its labels.
+struct metric_sample {
+  /// Prometheus name with the butler_ prefix, e.g.
+  /// "butler_udp_datagrams_accepted_total".
+  std::string name;
+  std::string help;
+  /// A gauge (a value that goes up and down) rather than a counter.
+  bool gauge = false;
+  std::vector<std::pair<std::string, std::string>> labels;
+  double value = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, metric_sample& x) {
+  return f(caf::meta::type_name("metric_sample"), x.name, x.help, x.gauge,
+           x.labels, x.value);
+}
+
+/// An actor's metrics (the supervisor merges every actor's).
+struct metric_set {
+  std::vector<metric_sample> samples;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, metric_set& x) {
+  return f(caf::meta::type_name("metric_set"), x.samples);
+}
+
 /// One line of the readiness report.
 struct readiness_check {
   /// What is checked, e.g. "actor udp-ingest" or "mqtt".

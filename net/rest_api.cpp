@@ -211,9 +211,51 @@ const std::vector<route>& all_routes() {
     {"GET", "/healthz", endpoint::health, spelling::v4, nullptr},
     // Only on Butler.dockerHealthCheck's port (its router alone enables it).
     {"GET", "/health", endpoint::health, spelling::v4, "dockerHealthCheck"},
+    // Where Butler.prometheus puts it (the listener's router enables it).
+    {"GET", "/metrics", endpoint::metrics, spelling::v4, "prometheus"},
     {"GET", "/readyz", endpoint::ready, spelling::v4, nullptr},
   };
   return routes;
+}
+
+const char* to_string(endpoint ep) {
+  switch (ep) {
+    case endpoint::butler_ping:
+      return "butler_ping";
+    case endpoint::endpoints_enabled:
+      return "endpoints_enabled";
+    case endpoint::mqtt_publish:
+      return "mqtt_publish";
+    case endpoint::create_dir:
+      return "create_dir";
+    case endpoint::create_dir_qvd:
+      return "create_dir_qvd";
+    case endpoint::disk_space:
+      return "disk_space";
+    case endpoint::slack_post:
+      return "slack_post";
+    case endpoint::active_user_count:
+      return "active_user_count";
+    case endpoint::active_users:
+      return "active_users";
+    case endpoint::qrs_ping:
+      return "qrs_ping";
+    case endpoint::start_task:
+      return "start_task";
+    case endpoint::list_apps:
+      return "list_apps";
+    case endpoint::app_dump:
+      return "app_dump";
+    case endpoint::app_reload:
+      return "app_reload";
+    case endpoint::health:
+      return "health";
+    case endpoint::ready:
+      return "ready";
+    case endpoint::metrics:
+      return "metrics";
+  }
+  return "unknown";
 }
 
 router::router(const endpoints_config& endpoints) {

@@ -38,7 +38,12 @@ enum class endpoint : uint8_t {
   /// Liveness and readiness probes: always on.
   health,
   ready,
+  /// Prometheus metrics.
+  metrics,
 };
+
+/// Returns the endpoint's name as metrics label it, e.g. "butler_ping".
+const char* to_string(endpoint ep);
 
 /// Which generation of the API a route belongs to.
 enum class spelling : uint8_t {

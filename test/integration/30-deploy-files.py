@@ -33,6 +33,8 @@ PodDisruptionBudget), checked against the config in the ConfigMap:
 - the liveness probe is GET /healthz and the readiness probe GET /readyz, on
   a port that resolves to serverPort, with the scheme the REST TLS setting
   implies;
+- the pod's prometheus.io/scrape is "true", prometheus.io/port is serverPort,
+  prometheus.io/path is /metrics, and Butler.prometheus.enable is not false;
 - every Butler.cert path lies under the Secret volume's mountPath and names a
   key of the Secret; the ConfigMap and Secret volumes name those objects and
   are mounted read-only;
@@ -48,10 +50,12 @@ PodDisruptionBudget), checked against the config in the ConfigMap:
   certificate files under the Secret's mountPath as unreadable (they exist
   only in the pod); on a scratch copy whose certificate paths (only those)
   point at placeholder files it exits 0;
-- the config sets Butler.dockerHealthCheck.enable, and every key path in it
-  appears in deploy/butler.example.yaml as an active or a commented-out key
-  (list items are not descended into); the example also has
-  Butler.dockerHealthCheck.enable and Butler.dockerHealthCheck.port;
+- the config sets Butler.dockerHealthCheck.enable and
+  Butler.prometheus.enable, and every key path in it appears in
+  deploy/butler.example.yaml as an active or a commented-out key (list items
+  are not descended into); the example also has
+  Butler.dockerHealthCheck.enable, Butler.dockerHealthCheck.port and
+  Butler.prometheus.enable;
 - check-config reports no warnings (no unknown keys) for that copy.
 """
 
@@ -75,7 +79,8 @@ INSTALLED_CONFIG = "/etc/butler/butler.yaml"
 DEFAULT_SHUTDOWN_GRACE = 5
 #: Keys the example config must document whatever the ConfigMap sets.
 EXAMPLE_MUST_HAVE = ("Butler.dockerHealthCheck.enable",
-                     "Butler.dockerHealthCheck.port")
+                     "Butler.dockerHealthCheck.port",
+                     "Butler.prometheus.enable")
 #: Butler's measured peak RSS under overload, bytes.
 PEAK_RSS = 60 * 1024 * 1024
 
@@ -382,6 +387,17 @@ def check_k8s(ctx):
         h.check_eq(get.get("scheme", "HTTP"), scheme,
                    f"the {kind} scheme matches restServerConfig.tls")
 
+    # Prometheus.
+    notes = pod.get("metadata", {}).get("annotations", {})
+    h.check_eq(notes.get("prometheus.io/scrape"), "true",
+               "prometheus.io/scrape is \"true\"")
+    h.check_eq(notes.get("prometheus.io/port"), str(rest_port),
+               "prometheus.io/port is the REST port")
+    h.check_eq(notes.get("prometheus.io/path"), "/metrics",
+               "prometheus.io/path is /metrics")
+    h.check(b.get("prometheus", {}).get("enable", True) is True,
+            "Butler.prometheus.enable is not off")
+
     # Certificates from the Secret.
     secret_volumes = [v for v in volumes.values()
                       if v.get("secret", {}).get("secretName")
@@ -494,7 +510,8 @@ def check_k8s(ctx):
 
     # Every key is documented in the example config.
     example = example_key_paths(h.EXAMPLE_CONFIG.read_text())
-    for required in ("Butler.dockerHealthCheck.enable",):
+    for required in ("Butler.dockerHealthCheck.enable",
+                     "Butler.prometheus.enable"):
         h.check_in(required, key_paths(config), f"the config sets "
                    f"{required}")
     missing = sorted(key_paths(config) - example)
@@ -502,7 +519,7 @@ def check_k8s(ctx):
                "deploy/butler.example.yaml")
     missing = sorted(set(EXAMPLE_MUST_HAVE) - example)
     h.check_eq(missing, [], "deploy/butler.example.yaml documents the health "
-               "check keys")
+               "check and Prometheus keys")
 
     warnings = [line for line in r.stderr.splitlines()
                 if line.startswith("warning:")]

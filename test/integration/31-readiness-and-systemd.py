@@ -26,7 +26,6 @@ import json
 import re
 import socket
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -35,51 +34,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness as h  # noqa: E402
 
 WATCHDOG_USEC = 1_000_000
-
-
-class NotifySocket:
-    """A systemd-style notification socket: records every datagram with its
-    arrival time."""
-
-    def __init__(self, name):
-        self.path = h.scratch_dir(name) / "notify.sock"
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(self.path))
-        self.sock.settimeout(0.1)
-        self.lines = []  # (monotonic time, line)
-        self.lock = threading.Lock()
-        self.running = True
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        while self.running:
-            try:
-                data = self.sock.recv(4096)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            now = time.monotonic()
-            with self.lock:
-                for line in data.decode().splitlines():
-                    self.lines.append((now, line))
-
-    def times(self, line):
-        with self.lock:
-            return [t for t, x in self.lines if x == line]
-
-    def count(self, line):
-        return len(self.times(line))
-
-    def env(self):
-        return {"NOTIFY_SOCKET": str(self.path),
-                "WATCHDOG_USEC": str(WATCHDOG_USEC)}
-
-    def close(self):
-        self.running = False
-        self.thread.join()
-        self.sock.close()
 
 
 def readyz(port):
@@ -101,8 +55,8 @@ def healthy_service(ctx):
     docker_port = h.free_port()
     cfg["Butler"]["dockerHealthCheck"] = {"enable": True,
                                           "port": docker_port}
-    notify = NotifySocket("notify-healthy")
-    butler = h.Butler(ctx.butler, cfg, env=notify.env(),
+    notify = h.NotifySocket("notify-healthy")
+    butler = h.Butler(ctx.butler, cfg, env=notify.env(WATCHDOG_USEC),
                       name="butler-healthy").start()
 
     h.wait_until(lambda: notify.count("READY=1") == 1, "READY=1")
@@ -183,8 +137,8 @@ def held_port(ctx):
     cfg["Butler"]["supervisor"] = {"maxRestarts": 2,
                                    "restartBackoffMinMs": 50,
                                    "heartbeatIntervalMs": 200}
-    notify = NotifySocket("notify-held")
-    butler = h.Butler(ctx.butler, cfg, env=notify.env(),
+    notify = h.NotifySocket("notify-held")
+    butler = h.Butler(ctx.butler, cfg, env=notify.env(WATCHDOG_USEC),
                       name="butler-held-port").start()
     butler.wait_log("supervisor gives up on udp-ingest")
     gave_up = time.monotonic()

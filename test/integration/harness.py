@@ -1034,3 +1034,65 @@ def wait_engine_closed(engine, count, what, timeout=WAIT):
         raise CheckFailed(f"timed out waiting for {what}: "
                           f"{engine.calls()!r}"[:3000])
     return engine.calls()
+
+
+# -- systemd notifications (used by scripts 31 and 32) --------------------------
+
+
+class NotifySocket:
+    """A systemd-style notification socket ($NOTIFY_SOCKET): records every
+    state line with its arrival time (time.monotonic())."""
+
+    def __init__(self, name):
+        self.path = scratch_dir(name) / "notify.sock"
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(self.path))
+        self.sock.settimeout(0.1)
+        self.lines = []  # (arrival time, line)
+        self.lock = threading.Lock()
+        self.running = True
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while self.running:
+            try:
+                data = self.sock.recv(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            now = time.monotonic()
+            with self.lock:
+                for line in data.decode().splitlines():
+                    self.lines.append((now, line))
+
+    def all_lines(self):
+        """Every line so far, in order."""
+        with self.lock:
+            return [x for _, x in self.lines]
+
+    def times(self, line):
+        """When `line` arrived, each time."""
+        with self.lock:
+            return [t for t, x in self.lines if x == line]
+
+    def count(self, line):
+        return len(self.times(line))
+
+    def states(self):
+        """The READY=1 and RELOADING=1 lines so far, in order."""
+        return [x for x in self.all_lines() if x in ("READY=1", "RELOADING=1")]
+
+    def env(self, watchdog_usec=None):
+        """The environment that points Butler at this socket (and sets its
+        watchdog period)."""
+        env = {"NOTIFY_SOCKET": str(self.path)}
+        if watchdog_usec is not None:
+            env["WATCHDOG_USEC"] = str(watchdog_usec)
+        return env
+
+    def close(self):
+        self.running = False
+        self.thread.join()
+        self.sock.close()

@@ -291,7 +291,8 @@ TEST(stuck_actor, is_restarted_when_it_stops_answering_heartbeats) {
             std::string::npos)
     << st.last_failure;
   EXPECT_TRUE(test::eventually([&] { return status().running; }));
-  EXPECT_EQ(starts->load(), 2) << "a second instance took over";
+  EXPECT_TRUE(test::eventually([&] { return starts->load() == 2; }))
+    << "a second instance took over";
   self->request(sup, 10s, atom::shutdown_v)
     .receive([](caf::ok_atom) {},
              [](caf::error& err) { ADD_FAILURE() << to_string(err); });

@@ -579,6 +579,10 @@ TEST(config, every_bad_value_is_reported_with_its_key_path) {
      R"(Butler.supervisor.heartbeatTimeoutMs: expected an integer >= 1, got "0")"},
     {"dockerHealthCheck: {port: 70000}",
      R"(Butler.dockerHealthCheck.port: expected an integer 1-65535, got "70000")"},
+    {"prometheus: {port: -1}",
+     R"(Butler.prometheus.port: expected an integer 0-65535, got "-1")"},
+    {"prometheus: {enable: 1.5}",
+     R"(Butler.prometheus.enable: expected true or false, got "1.5")"},
     {"dockerHealthCheck: {enable: sometimes}",
      R"(Butler.dockerHealthCheck.enable: expected true or false, got "sometimes")"},
     // A mapping or sequence where a scalar belongs, and the reverse.
@@ -649,6 +653,23 @@ TEST(config, reconnect_and_restart_minimum_must_not_exceed_maximum) {
     "Butler.dockerHealthCheck.port: must differ from "
     "Butler.restServerConfig.serverPort (12398)");
   expect_clean(load("Butler:\n  dockerHealthCheck: {enable: true}\n"));
+  expect_one_error(
+    load("Butler:\n  prometheus: {port: 8080}\n"),
+    "Butler.prometheus.port: must differ from "
+    "Butler.restServerConfig.serverPort (8080); 0 serves /metrics on the "
+    "REST port");
+  expect_one_error(
+    load("Butler:\n  prometheus: {port: 12398}\n"
+         "  dockerHealthCheck: {enable: true}\n"),
+    "Butler.prometheus.port: must differ from Butler.dockerHealthCheck.port "
+    "(12398)");
+  expect_clean(load("Butler:\n  prometheus: {enable: false, port: 8080}\n"));
+  auto butler16 = load("Butler:\n  prometheus: {port: 9842, host: 0.0.0.0}\n");
+  EXPECT_TRUE(butler16.errors.empty());
+  EXPECT_EQ(butler16.warnings, (std::vector<std::string>{
+                                 "Butler.prometheus.host: not used by this "
+                                 "Butler, ignored"}));
+  EXPECT_EQ(butler16.config.prometheus.port, 9842);
 }
 
 TEST(config, reads_supervision_and_docker_health_keys) {
@@ -670,6 +691,8 @@ TEST(config, reads_supervision_and_docker_health_keys) {
   EXPECT_EQ(d.config.supervisor.restart_window, std::chrono::seconds{60});
   EXPECT_FALSE(d.config.docker_health.enable);
   EXPECT_EQ(d.config.docker_health.port, 12398);
+  EXPECT_TRUE(d.config.prometheus.enable);
+  EXPECT_EQ(d.config.prometheus.port, 0);
 }
 
 TEST(config, reports_all_errors_together) {
