@@ -3,6 +3,7 @@
 #include "actors/engine_client.hpp"
 #include "actors/event_router.hpp"
 #include "actors/fs_worker.hpp"
+#include "actors/heartbeat_pinger.hpp"
 #include "actors/http_ingress.hpp"
 #include "actors/mqtt_link.hpp"
 #include "actors/mqtt_task_starter.hpp"
@@ -11,6 +12,7 @@
 #include "actors/slack_egress.hpp"
 #include "actors/supervisor.hpp"
 #include "actors/udp_ingest.hpp"
+#include "actors/uptime_monitor.hpp"
 #include "messages/error.hpp"
 #include "messages/type_ids.hpp"
 #include "net/mqtt_client.hpp"
@@ -80,7 +82,8 @@ supervisor_actor start_service(caf::actor_system& sys,
     spdlog::info("mqtt-client connects to {}:{} as {}", opts.host, opts.port,
                  opts.client_id);
     auto mqtt_cfg = cfg.mqtt;
-    specs.push_back({"mqtt-link", [client, mqtt_cfg](caf::actor_system& sys) {
+    specs.push_back({"mqtt-link", [client, mqtt_cfg](caf::actor_system& sys,
+                                  const butler_config&) {
                        return caf::actor_cast<caf::actor>(
                          sys.spawn(mqtt_link, client, mqtt_cfg));
                      }});
@@ -90,7 +93,8 @@ supervisor_actor start_service(caf::actor_system& sys,
       && (flags.enabled("createDir") || flags.enabled("createDirQVD")
           || flags.enabled("getDiskSpace"))) {
     auto qvd_path = cfg.directories.qvd_path;
-    specs.push_back({"fs-worker", [qvd_path](caf::actor_system& sys) {
+    specs.push_back({"fs-worker", [qvd_path](caf::actor_system& sys,
+                                  const butler_config&) {
                        // Detached: its blocking filesystem calls get their
                        // own thread.
                        return caf::actor_cast<caf::actor>(
@@ -103,15 +107,17 @@ supervisor_actor start_service(caf::actor_system& sys,
   });
   if ((cfg.udp.enable && slack_routed)
       || (cfg.rest.enable && flags.enabled("slackPostMessage"))) {
-    auto slack_cfg = cfg.slack;
     http::client_options opts;
-    opts.max_pending = slack_cfg.backlog_size + slack_max_concurrent;
+    opts.max_pending = cfg.slack.backlog_size + slack_max_concurrent;
     opts.max_concurrent = slack_max_concurrent;
     std::shared_ptr<http::client> client = http::make_curl_client(opts);
-    specs.push_back({"slack-egress", [slack_cfg, client](caf::actor_system& sys) {
+    specs.push_back({"slack-egress",
+                     [client](caf::actor_system& sys,
+                              const butler_config& now) {
                        return caf::actor_cast<caf::actor>(
-                         sys.spawn(slack_egress, slack_cfg, client));
-                     }});
+                         sys.spawn(slack_egress, now.slack, client));
+                     },
+                     true});
   }
   if (!cfg.qrs.host.empty()) {
     // Its own HTTP client: a slow Slack must not hold up task starts.
@@ -120,17 +126,20 @@ supervisor_actor start_service(caf::actor_system& sys,
     opts.max_host_connections = 8;
     std::shared_ptr<http::client> client = http::make_curl_client(opts);
     auto qopts = qrs_options_of(cfg);
-    auto filter = start_filter_of(cfg);
-    specs.push_back({"qrs-client", [client, qopts,
-                                    filter](caf::actor_system& sys) {
+    specs.push_back({"qrs-client",
+                     [client, qopts](caf::actor_system& sys,
+                                     const butler_config& now) {
                        return caf::actor_cast<caf::actor>(
-                         sys.spawn(qrs_client, qopts, filter, client));
-                     }});
+                         sys.spawn(qrs_client, qopts, start_filter_of(now),
+                                   client));
+                     },
+                     true});
   }
   if (!cfg.engine.host.empty()) {
     std::shared_ptr<engine::client> client = engine::make_client();
     auto eopts = engine_options_of(cfg);
-    specs.push_back({"engine-client", [client, eopts](caf::actor_system& sys) {
+    specs.push_back({"engine-client", [client, eopts](caf::actor_system& sys,
+                                  const butler_config&) {
                        return caf::actor_cast<caf::actor>(
                          sys.spawn(engine_client, eopts, client));
                      }});
@@ -139,36 +148,70 @@ supervisor_actor start_service(caf::actor_system& sys,
     task_starter_options opts;
     opts.topic = cfg.mqtt.task_start_topic;
     opts.reply_timeout = cfg.qrs.timeout * 4 + std::chrono::seconds{5};
-    specs.push_back({"mqtt-task-starter", [opts](caf::actor_system& sys) {
+    specs.push_back({"mqtt-task-starter", [opts](caf::actor_system& sys,
+                                  const butler_config&) {
                        return caf::actor_cast<caf::actor>(
                          sys.spawn(mqtt_task_starter, opts));
                      }});
   }
   auto mqtt_cfg = cfg.mqtt;
-  specs.push_back({"session-tracker", [mqtt_cfg](caf::actor_system& sys) {
+  specs.push_back({"session-tracker", [mqtt_cfg](caf::actor_system& sys,
+                                  const butler_config&) {
                      return caf::actor_cast<caf::actor>(
                        sys.spawn(session_tracker, mqtt_cfg));
                    }});
   if (cfg.udp.enable) {
-    specs.push_back({"event-router", [routes](caf::actor_system& sys) {
+    specs.push_back({"event-router",
+                     [](caf::actor_system& sys, const butler_config& now) {
                        return caf::actor_cast<caf::actor>(
-                         sys.spawn(event_router, routes));
-                     }});
+                         sys.spawn(event_router, make_routes(now)));
+                     },
+                     true});
     auto ctx = make_ingest_context(cfg.udp);
-    auto udp_cfg = cfg.udp;
-    specs.push_back({"udp-ingest", [udp_cfg, mqtt_cfg, ctx](caf::actor_system& sys) {
+    // The ingest context (and the allow-list and rate limit it holds)
+    // outlives restarts; a reload updates it through the actor.
+    specs.push_back({"udp-ingest",
+                     [mqtt_cfg, ctx](caf::actor_system& sys,
+                                     const butler_config& now) {
                        return caf::actor_cast<caf::actor>(
-                         sys.spawn(udp_ingest, udp_cfg, mqtt_cfg, ctx));
-                     }});
+                         sys.spawn(udp_ingest, now.udp, mqtt_cfg, ctx));
+                     },
+                     true});
   }
   if (cfg.rest.enable) {
     http_ingress_options opts{cfg.rest,        cfg.endpoints,
                               cfg.mqtt.enable, cfg.qrs.timeout,
                               cfg.engine.timeout, cfg.docker_health,
                               cfg.prometheus};
-    specs.push_back({"http-ingress", [opts](caf::actor_system& sys) {
+    specs.push_back({"http-ingress", [opts](caf::actor_system& sys,
+                                  const butler_config&) {
                        return caf::actor_cast<caf::actor>(
                          sys.spawn(http_ingress, opts));
+                     }});
+  }
+  // Their keys need a restart, so a restarted child keeps the values
+  // Butler started with.
+  if (cfg.heartbeat.enable) {
+    // Its own HTTP client, one GET at a time: a slow monitor holds up nothing
+    // else.
+    http::client_options opts;
+    opts.max_pending = 4;
+    opts.max_concurrent = 1;
+    opts.max_host_connections = 1;
+    std::shared_ptr<http::client> client = http::make_curl_client(opts);
+    auto hb_cfg = cfg.heartbeat;
+    specs.push_back({"heartbeat-pinger", [hb_cfg, client](caf::actor_system& sys,
+                                                          const butler_config&) {
+                       return caf::actor_cast<caf::actor>(
+                         sys.spawn(heartbeat_pinger, hb_cfg, client));
+                     }});
+  }
+  if (cfg.uptime_monitor.enable) {
+    auto um_cfg = cfg.uptime_monitor;
+    specs.push_back({"uptime-monitor", [um_cfg](caf::actor_system& sys,
+                                                const butler_config&) {
+                       return caf::actor_cast<caf::actor>(
+                         sys.spawn(uptime_monitor, um_cfg));
                      }});
   }
   service_notifier notifier;
@@ -179,8 +222,8 @@ supervisor_actor start_service(caf::actor_system& sys,
                  std::chrono::duration_cast<std::chrono::milliseconds>(
                    notifier.watchdog)
                    .count());
-  return sys.spawn(supervisor, cfg.supervisor, std::move(specs),
-                   std::move(notifier));
+  return sys.spawn(supervisor, std::make_shared<const butler_config>(cfg),
+                   std::move(specs), std::move(notifier));
 }
 
 } // namespace butler

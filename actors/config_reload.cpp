@@ -60,8 +60,29 @@ bool quieter(const std::string& a, const std::string& b) {
 /// the running Butler now uses it.
 bool take_live(const config_change& c, const butler_config& loaded,
                butler_config& running) {
+  auto under = [&](const char* prefix) { return c.key.rfind(prefix, 0) == 0; };
   if (c.key == "Butler.logLevel") {
     running.logging.level = loaded.logging.level;
+    return true;
+  }
+  if (under("Butler.slackNotification.") || under("Butler.slackConfig.")) {
+    // Every Slack setting but backlogSize, which is not live.
+    auto backlog = running.slack.backlog_size;
+    running.slack = loaded.slack;
+    running.slack.backlog_size = backlog;
+    return true;
+  }
+  if (c.key == "Butler.udpServerConfig.enableSourceValidation"
+      || c.key == "Butler.udpServerConfig.allowedSources"
+      || under("Butler.udpServerConfig.rateLimit.")) {
+    running.udp.source_validation = loaded.udp.source_validation;
+    running.udp.allowed_sources = loaded.udp.allowed_sources;
+    running.udp.rate_limit_enable = loaded.udp.rate_limit_enable;
+    running.udp.rate_limit_per_minute = loaded.udp.rate_limit_per_minute;
+    return true;
+  }
+  if (under("Butler.startTaskFilter.")) {
+    running.start_task_filter = loaded.start_task_filter;
     return true;
   }
   return false;

@@ -1,9 +1,11 @@
 #pragma once
 
 // Config reload on SIGHUP: re-reads the file Butler was started with and
-// applies what can change while Butler runs (today Butler.logLevel); every
-// other changed setting is logged as needing a restart. An invalid file
-// changes nothing. systemd hears RELOADING=1 before and READY=1 after.
+// takes what can change while Butler runs (logLevel, applied here; the Slack
+// notification settings, the UDP allow-list and rate limit, startTaskFilter,
+// which the caller hands to the supervisor); every other changed setting is
+// logged as needing a restart. An invalid file changes nothing. systemd
+// hears RELOADING=1 before and READY=1 after.
 
 #include "config/butler_config.hpp"
 #include "config/config_diff.hpp"

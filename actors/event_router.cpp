@@ -5,6 +5,8 @@
 
 #include <caf/event_based_actor.hpp>
 
+#include <algorithm>
+
 namespace butler {
 
 namespace {
@@ -52,6 +54,55 @@ void deliver(self_ptr self, event_route& route, event_batch batch,
   route.held.push_back(std::move(batch));
 }
 
+
+/// Returns the kinds a route takes, e.g. "reload_failed, reload_aborted".
+std::string kinds_of(const event_route& r) {
+  std::string kinds;
+  for (std::size_t i = 0; i < r.kinds.size(); ++i)
+    if (r.kinds[i])
+      kinds += (kinds.empty() ? "" : ", ")
+               + std::string{to_string(static_cast<log_event_kind>(i))};
+  return kinds;
+}
+
+void log_routes(self_ptr self) {
+  for (auto& r : self->state.routes)
+    if (auto kinds = kinds_of(r); !kinds.empty())
+      spdlog::info("{} routes {} to {}", self->name(), kinds, r.sink);
+}
+
+/// Takes the routing table of a reloaded config: routes keep what they hold
+/// and count; a route the new table lacks takes nothing more (what it holds
+/// still reaches its sink); a new route needs its sink running.
+void reroute(self_ptr self, const butler_config& cfg) {
+  auto& st = self->state;
+  auto fresh = make_routes(cfg);
+  for (auto& r : st.routes) {
+    auto f = std::find_if(fresh.begin(), fresh.end(),
+                          [&](const event_route& x) { return x.sink == r.sink; });
+    if (f == fresh.end()) {
+      r.kinds = {};
+    } else {
+      r.kinds = f->kinds;
+      fresh.erase(f);
+    }
+  }
+  for (auto& f : fresh) {
+    auto known = st.peers.find(f.sink);
+    if (known == st.peers.end() || !known->second) {
+      spdlog::warn("{} cannot route {} to {}: it is not running; restart "
+                   "Butler to start it",
+                   self->name(), kinds_of(f), f.sink);
+      continue;
+    }
+    f.handle = caf::actor_cast<event_sink_actor>(known->second);
+    self->monitor(f.handle);
+    st.routes.push_back(std::move(f));
+  }
+  spdlog::info("{} took the reloaded routing table", self->name());
+  log_routes(self);
+}
+
 } // namespace
 
 std::vector<event_route> make_routes(const butler_config& cfg) {
@@ -95,14 +146,7 @@ event_router(event_router_actor::stateful_pointer<event_router_state> self,
              std::vector<event_route> routes) {
   install_common_handlers(self);
   self->state.routes = std::move(routes);
-  for (auto& r : self->state.routes) {
-    std::string kinds;
-    for (std::size_t i = 0; i < r.kinds.size(); ++i)
-      if (r.kinds[i])
-        kinds += (kinds.empty() ? "" : ", ")
-                 + std::string{to_string(static_cast<log_event_kind>(i))};
-    spdlog::info("{} routes {} to {}", self->name(), kinds, r.sink);
-  }
+  log_routes(self);
   self->set_down_handler([=](caf::down_msg& dm) {
     for (auto& r : self->state.routes)
       if (r.handle && r.handle.address() == dm.source) {
@@ -178,7 +222,9 @@ event_router(event_router_actor::stateful_pointer<event_router_state> self,
         }
       return clean;
     },
+    [=](config_ptr& cfg) { reroute(self, *cfg); },
     [=](peer_up& peer) {
+      self->state.peers[peer.name] = peer.handle;
       for (auto& r : self->state.routes) {
         if (r.sink != peer.name)
           continue;

@@ -15,6 +15,7 @@
 #include <array>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,9 @@ struct event_router_state {
   static constexpr const char* name = "event-router";
 
   std::vector<event_route> routes;
+  /// Every peer the supervisor announced, by name (for routes a reloaded
+  /// config adds).
+  std::map<std::string, caf::actor> peers;
   /// Events of kinds no sink wants, by kind.
   std::array<std::uint64_t, log_event_kind_count> unrouted{};
 };

@@ -16,6 +16,7 @@
 #include <caf/send.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -69,7 +70,12 @@ int run(butler::butler_config& cfg, const std::string& config_file,
       continue;
     if (sig == SIGHUP) {
       spdlog::info("butler received SIGHUP; reloading {}", config_file);
-      reload_config(config_file, env, cfg);
+      auto result = reload_config(config_file, env, cfg);
+      bool live = std::any_of(
+        result.changes.begin(), result.changes.end(),
+        [](const config_change& c) { return c.kind == change_kind::live; });
+      if (live)
+        caf::anon_send(sup, std::make_shared<const butler_config>(cfg));
       continue;
     }
     break;

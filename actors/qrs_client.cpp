@@ -191,6 +191,11 @@ qrs_client(qrs_client_actor::stateful_pointer<qrs_client_state> self,
       }
       check_drain(self);
     },
+    [=](config_ptr& cfg) {
+      self->state.filter = start_filter_of(*cfg);
+      spdlog::info("{} took the reloaded startTaskFilter (enabled: {})",
+                   self->name(), self->state.filter.enable);
+    },
     [=](atom::status) { return status_of(self->state); },
     [=](atom::metrics) {
       return metrics::from_counters(status_of(self->state), metric_table);

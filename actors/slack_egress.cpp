@@ -376,6 +376,15 @@ slack_egress(slack_egress_actor::stateful_pointer<slack_egress_state> self,
       enqueue(self, std::move(job));
       return promise;
     },
+    [=](config_ptr& cfg) {
+      auto& st = self->state;
+      // backlogSize is not live: the reloaded config carries the running one.
+      st.cfg = cfg->slack;
+      st.failure_template = load_template(self, st.cfg.reload_task_failure);
+      st.aborted_template = load_template(self, st.cfg.reload_task_aborted);
+      spdlog::info("{} took the reloaded notification settings",
+                   self->name());
+    },
     [=](post_outcome& out) { on_outcome(self, out); },
     [=](atom::status) { return status_of(self->state); },
     [=](atom::metrics) {

@@ -47,7 +47,7 @@ void announce(const caf::actor& target, const child& peer) {
 
 /// Spawns `c`, monitors it and exchanges handles with the running peers.
 void start_child(self_ptr self, child& c) {
-  c.handle = c.spec.spawn(self->home_system());
+  c.handle = c.spec.spawn(self->home_system(), *self->state.config);
   c.started = self->clock().now();
   if (!c.handle) {
     // A spawn function that cannot even produce an actor is treated like an
@@ -344,10 +344,11 @@ void drain_next(self_ptr self, std::size_t pos) {
 
 supervisor_actor::behavior_type
 supervisor(supervisor_actor::stateful_pointer<supervisor_state> self,
-           supervisor_config cfg, std::vector<child_spec> specs,
+           config_ptr config, std::vector<child_spec> specs,
            service_notifier notify) {
   install_common_handlers(self);
-  self->state.cfg = cfg;
+  self->state.cfg = config->supervisor;
+  self->state.config = std::move(config);
   self->state.notify = std::move(notify);
   self->state.started_ms = now_ms();
   for (auto& spec : specs) {
@@ -410,6 +411,18 @@ supervisor(supervisor_actor::stateful_pointer<supervisor_state> self,
       return promise;
     },
     [=](atom::tick) { on_tick(self); },
+    [=](config_ptr& cfg) {
+      auto& st = self->state;
+      st.config = cfg;
+      std::string told;
+      for (auto& c : st.children)
+        if (c.spec.reloads && c.handle) {
+          caf::anon_send(c.handle, cfg);
+          told += (told.empty() ? "" : ", ") + c.spec.name;
+        }
+      spdlog::info("{} hands the reloaded config to {}", self->name(),
+                   told.empty() ? std::string{"no running actor"} : told);
+    },
     [=](atom::restart, const std::string& name) {
       if (self->state.shutting_down)
         return;

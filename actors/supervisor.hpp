@@ -37,8 +37,11 @@ namespace butler {
 struct child_spec {
   /// Actor name, e.g. "mqtt-link"; peers look each other up by it.
   std::string name;
-  /// Spawns the child; called for the first start and for every restart.
-  std::function<caf::actor(caf::actor_system&)> spawn;
+  /// Spawns the child with the current config (the latest reloaded one);
+  /// called for the first start and for every restart.
+  std::function<caf::actor(caf::actor_system&, const butler_config&)> spawn;
+  /// The child takes a reloaded config (it handles config_ptr).
+  bool reloads = false;
 };
 
 /// How the supervisor talks to systemd; empty when not run by it.
@@ -73,6 +76,9 @@ struct supervisor_state {
   };
 
   supervisor_config cfg;
+  /// The config children are spawned with: the one Butler started with, or
+  /// the latest reloaded one.
+  config_ptr config;
   service_notifier notify;
   /// READY=1 went out.
   bool announced_ready = false;
@@ -89,12 +95,13 @@ struct supervisor_state {
 };
 
 /// Spawns every child in `specs` order and supervises them.
-/// @param cfg back-off, restart limits, heartbeats and shutdown timing.
+/// @param config the config; its supervisor section sets back-off, restart
+///               limits, heartbeats and shutdown timing.
 /// @param specs the children, in start order.
 /// @param notify where READY=1, WATCHDOG=1 and STOPPING=1 go.
 supervisor_actor::behavior_type
 supervisor(supervisor_actor::stateful_pointer<supervisor_state> self,
-           supervisor_config cfg, std::vector<child_spec> specs,
+           config_ptr config, std::vector<child_spec> specs,
            service_notifier notify);
 
 } // namespace butler

@@ -256,13 +256,42 @@ void report(self_ptr self) {
 
 } // namespace
 
+namespace {
+
+/// Returns the addresses of every allowed source (names resolved).
+std::vector<std::string> allowed_addresses(const udp_config& cfg) {
+  std::vector<std::string> out;
+  for (auto& source : cfg.allowed_sources)
+    for (auto& addr : resolve(source))
+      out.push_back(addr);
+  return out;
+}
+
+/// Takes the allow-list and rate limit of a reloaded config. Resolving a
+/// host name may block, so it runs in a detached actor of its own.
+void take_filters(self_ptr self, const udp_config& cfg) {
+  auto ctx = self->state.ctx;
+  self->home_system().spawn<caf::detached>([cfg, ctx] {
+    auto addresses = allowed_addresses(cfg);
+    auto count = addresses.size();
+    ctx->pipeline.set_filters(cfg.source_validation, std::move(addresses),
+                              cfg.rate_limit_enable,
+                              cfg.rate_limit_per_minute);
+    spdlog::info("udp-ingest took the reloaded filters: source validation "
+                 "{} ({} allowed addresses), rate limit {} ({} per minute)",
+                 cfg.source_validation ? "on" : "off", count,
+                 cfg.rate_limit_enable ? "on" : "off",
+                 cfg.rate_limit_per_minute);
+  });
+}
+
+} // namespace
+
 std::shared_ptr<ingest_context> make_ingest_context(const udp_config& cfg) {
   events::ingest_options opts;
   opts.max_message_size = cfg.max_message_size;
   opts.source_validation = cfg.source_validation;
-  for (auto& source : cfg.allowed_sources)
-    for (auto& addr : resolve(source))
-      opts.allowed_addresses.push_back(addr);
+  opts.allowed_addresses = allowed_addresses(cfg);
   opts.dedup_enable = cfg.dedup_enable;
   opts.dedup_ttl = cfg.dedup_ttl;
   opts.rate_limit_enable = cfg.rate_limit_enable;
@@ -316,6 +345,7 @@ udp_ingest(udp_ingest_actor::stateful_pointer<udp_ingest_state> self,
     [=](event_batch& batch) { forward(self, std::move(batch)); },
     [=](atom::status) { return status_of(self->state); },
     [=](atom::metrics) { return metrics_of(self->state); },
+    [=](config_ptr& cfg) { take_filters(self, cfg->udp); },
     [=](atom::ready) -> std::string {
       auto& st = self->state;
       return st.receiver ? std::string{} : st.bind_error;

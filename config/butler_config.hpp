@@ -15,11 +15,33 @@
 
 namespace butler {
 
-/// Butler.logLevel, Butler.fileLogging, Butler.logDirectory
+/// Butler.logLevel, Butler.fileLogging, Butler.logDirectory,
+/// Butler.logFileMaxSizeMB, Butler.logFileMaxFiles, Butler.logFormat
 struct logging_config {
   std::string level = defaults::logging::level; // logLevel: silly|debug|verbose|info|warn|error
   bool file_logging = defaults::logging::file_logging; // fileLogging
   std::string directory = defaults::logging::directory; // logDirectory
+  std::size_t file_max_size_mb = defaults::logging::file_max_size_mb; // logFileMaxSizeMB
+  std::size_t file_max_files = defaults::logging::file_max_files; // logFileMaxFiles
+  std::string format = defaults::logging::format; // logFormat: text|json
+};
+
+/// Butler.heartbeat: a GET to remoteURL on a schedule, so that a monitor
+/// notices when Butler stops.
+struct heartbeat_config {
+  bool enable = defaults::heartbeat::enable; // enable
+  std::string remote_url;                    // remoteURL
+  /// frequency: "every N seconds|minutes|hours"
+  std::chrono::seconds frequency = defaults::heartbeat::frequency;
+};
+
+/// Butler.uptimeMonitor: a log line with uptime, memory and event counts on
+/// a schedule.
+struct uptime_monitor_config {
+  bool enable = defaults::uptime_monitor::enable; // enable
+  /// frequency: "every N seconds|minutes|hours"
+  std::chrono::seconds frequency = defaults::uptime_monitor::frequency;
+  std::string log_level = defaults::uptime_monitor::log_level; // logLevel: silly|debug|verbose|info|warn|error
 };
 
 /// A PEM certificate, key and optional CA (restServerConfig.tls, mqttConfig.tls).
@@ -248,6 +270,8 @@ struct butler_config {
   supervisor_config supervisor;
   docker_health_config docker_health;
   prometheus_config prometheus;
+  heartbeat_config heartbeat;
+  uptime_monitor_config uptime_monitor;
 };
 
 } // namespace butler

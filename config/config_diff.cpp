@@ -59,14 +59,24 @@ public:
 
   /// A differ for the section `key` below this one.
   differ sub(const std::string& key) const {
-    return differ{*out_, prefix_ + key + "."};
+    differ d{*out_, prefix_ + key + "."};
+    d.kind_ = kind_;
+    return d;
   }
 
-  /// Compares one setting that needs a restart.
+  /// The same differ, for settings the running Butler applies on reload:
+  /// field(), secret() and duration() report them as live.
+  differ applied_live() const {
+    auto d = *this;
+    d.kind_ = change_kind::live;
+    return d;
+  }
+
+  /// Compares one setting (needing a restart unless applied_live()).
   template <class T>
   void field(const char* key, const T& a, const T& b) {
     if (!(a == b))
-      add(key, change_kind::restart, text(a), text(b), false);
+      add(key, kind_, text(a), text(b), false);
   }
 
   /// Compares one setting that the running Butler applies on reload.
@@ -76,19 +86,18 @@ public:
       add(key, change_kind::live, text(a), text(b), false);
   }
 
-  /// Compares one secret setting that needs a restart; values are left out.
+  /// Compares one secret setting; values are left out.
   template <class T>
   void secret(const char* key, const T& a, const T& b) {
     if (!(a == b))
-      add(key, change_kind::restart, {}, {}, true);
+      add(key, kind_, {}, {}, true);
   }
 
   /// Compares a duration whose key counts `unit`s (...Seconds, ...Ms).
   template <class Duration>
   void duration(const char* key, Duration a, Duration b, Duration unit) {
     if (a != b)
-      add(key, change_kind::restart, in_unit(a, unit), in_unit(b, unit),
-          false);
+      add(key, kind_, in_unit(a, unit), in_unit(b, unit), false);
   }
 
 private:
@@ -110,16 +119,52 @@ private:
 
   std::vector<config_change>* out_;
   std::string prefix_;
+  change_kind kind_ = change_kind::restart;
 };
 
 constexpr milliseconds ms{1};
 constexpr milliseconds seconds{1000};
 
 void diff_logging(differ d, const logging_config& a, const logging_config& b) {
-  [[maybe_unused]] auto& [f1, f2, f3] = a;
+  [[maybe_unused]] auto& [f1, f2, f3, f4, f5, f6] = a;
   d.live("logLevel", a.level, b.level);
   d.field("fileLogging", a.file_logging, b.file_logging);
   d.field("logDirectory", a.directory, b.directory);
+  d.field("logFileMaxSizeMB", a.file_max_size_mb, b.file_max_size_mb);
+  d.field("logFileMaxFiles", a.file_max_files, b.file_max_files);
+  d.field("logFormat", a.format, b.format);
+}
+
+/// Returns a schedule as its key writes it: "every 30 seconds", "every 1
+/// hour".
+std::string every_text(std::chrono::seconds value) {
+  auto n = value.count();
+  auto say = [](long long count, const char* unit) {
+    return "every " + std::to_string(count) + " " + unit
+           + (count == 1 ? "" : "s");
+  };
+  if (n > 0 && n % 3600 == 0)
+    return say(n / 3600, "hour");
+  if (n > 0 && n % 60 == 0)
+    return say(n / 60, "minute");
+  return say(n, "second");
+}
+
+void diff_heartbeat(differ d, const heartbeat_config& a,
+                    const heartbeat_config& b) {
+  [[maybe_unused]] auto& [f1, f2, f3] = a;
+  d.field("enable", a.enable, b.enable);
+  // A monitor's ping URL often carries its token.
+  d.secret("remoteURL", a.remote_url, b.remote_url);
+  d.field("frequency", every_text(a.frequency), every_text(b.frequency));
+}
+
+void diff_uptime_monitor(differ d, const uptime_monitor_config& a,
+                         const uptime_monitor_config& b) {
+  [[maybe_unused]] auto& [f1, f2, f3] = a;
+  d.field("enable", a.enable, b.enable);
+  d.field("frequency", every_text(a.frequency), every_text(b.frequency));
+  d.field("logLevel", a.log_level, b.log_level);
 }
 
 void diff_tls(differ d, const tls_files& a, const tls_files& b) {
@@ -233,8 +278,11 @@ void diff_udp(differ d, const udp_config& a, const udp_config& b) {
   d.field("portSessionConnectionEvents", a.port_session_events,
           b.port_session_events);
   d.field("maxMessageSize", a.max_message_size, b.max_message_size);
-  d.field("enableSourceValidation", a.source_validation, b.source_validation);
-  d.field("allowedSources", a.allowed_sources, b.allowed_sources);
+  // The allow-list and the rate limit change live.
+  d.applied_live().field("enableSourceValidation", a.source_validation,
+                         b.source_validation);
+  d.applied_live().field("allowedSources", a.allowed_sources,
+                         b.allowed_sources);
   auto dedup = d.sub("deduplication");
   dedup.field("enable", a.dedup_enable, b.dedup_enable);
   dedup.duration("ttlMinutes", a.dedup_ttl, b.dedup_ttl,
@@ -244,7 +292,7 @@ void diff_udp(differ d, const udp_config& a, const udp_config& b) {
   queue.field("maxConcurrent", a.queue_max_concurrent, b.queue_max_concurrent);
   queue.field("backpressureThreshold", a.backpressure_threshold,
               b.backpressure_threshold);
-  auto rate = d.sub("rateLimit");
+  auto rate = d.sub("rateLimit").applied_live();
   rate.field("enable", a.rate_limit_enable, b.rate_limit_enable);
   rate.field("maxMessagesPerMinute", a.rate_limit_per_minute,
              b.rate_limit_per_minute);
@@ -266,9 +314,11 @@ void diff_slack_channel(differ d, const slack_channel_config& a,
   d.duration("rateLimit", a.rate_limit, b.rate_limit, seconds);
 }
 
-void diff_slack(differ butler, const slack_config& a, const slack_config& b) {
+void diff_slack(differ root, const slack_config& a, const slack_config& b) {
   [[maybe_unused]] auto& [f1, f2, f3, f4, f5, f6, f7, f8, f9, f10, f11, f12]
     = a;
+  // Notification settings change live; the backlog's size does not.
+  auto butler = root.applied_live();
   auto d = butler.sub("slackNotification");
   d.field("enable", a.enable, b.enable);
   d.sub("restMessage").secret("webhookURL", a.rest_webhook_url,
@@ -283,7 +333,8 @@ void diff_slack(differ butler, const slack_config& a, const slack_config& b) {
              b.login_notification_channel);
   seed.field("taskFailureChannel", a.task_failure_channel,
              b.task_failure_channel);
-  d.field("backlogSize", a.backlog_size, b.backlog_size);
+  root.sub("slackNotification")
+    .field("backlogSize", a.backlog_size, b.backlog_size);
   d.field("maxAttempts", a.max_attempts, b.max_attempts);
   d.duration("retryMinMs", a.retry_min, b.retry_min, ms);
   d.duration("retryMaxMs", a.retry_max, b.retry_max, ms);
@@ -312,9 +363,11 @@ void diff_sense_service(differ d, const Sense& a, const Sense& b) {
   d.duration("requestTimeoutSeconds", a.timeout, b.timeout, seconds);
 }
 
-void diff_start_task_filter(differ d, const start_task_filter_config& a,
+/// The start filter changes live.
+void diff_start_task_filter(differ section, const start_task_filter_config& a,
                             const start_task_filter_config& b) {
   [[maybe_unused]] auto& [f1, f2, f3, f4] = a;
+  auto d = section.applied_live();
   d.field("enable", a.enable, b.enable);
   auto allow = d.sub("allowTask");
   allow.field("taskId", a.task_ids, b.task_ids);
@@ -377,7 +430,7 @@ std::vector<config_change> diff(const butler_config& running,
   auto& b = loaded;
   // source_file names the file, it is not a setting.
   [[maybe_unused]] auto& [source_file, f2, f3, f4, f5, f6, f7, f8, f9, f10,
-                          f11, f12, f13, f14, f15, f16] = a;
+                          f11, f12, f13, f14, f15, f16, f17, f18] = a;
   std::vector<config_change> out;
   differ root{out, "Butler."};
   diff_logging(root, a.logging, b.logging);
@@ -399,6 +452,9 @@ std::vector<config_change> diff(const butler_config& running,
   diff_docker_health(root.sub("dockerHealthCheck"), a.docker_health,
                      b.docker_health);
   diff_prometheus(root.sub("prometheus"), a.prometheus, b.prometheus);
+  diff_heartbeat(root.sub("heartbeat"), a.heartbeat, b.heartbeat);
+  diff_uptime_monitor(root.sub("uptimeMonitor"), a.uptime_monitor,
+                      b.uptime_monitor);
   return out;
 }
 

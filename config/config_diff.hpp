@@ -13,7 +13,9 @@ namespace butler {
 
 /// How a changed setting takes effect.
 enum class change_kind {
-  /// Applied to the running Butler on reload (Butler.logLevel).
+  /// Applied to the running Butler on reload: logLevel, the Slack
+  /// notification settings (all but backlogSize), the UDP allow-list and
+  /// rate limit, startTaskFilter.
   live,
   /// Takes effect only when Butler is restarted (everything else).
   restart,

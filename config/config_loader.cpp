@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <initializer_list>
@@ -169,6 +170,11 @@ public:
   /// Adds a warning about `key`.
   void warn(const std::string& key, const std::string& what) {
     rep_->warn(path_of(key), what);
+  }
+
+  /// Adds an error about `key`.
+  void error(const std::string& key, const std::string& what) {
+    rep_->error(path_of(key), what);
   }
 
   /// Consumes `key` with a warning that this Butler does not use it.
@@ -644,10 +650,101 @@ const std::vector<std::string>& log_levels() {
   return levels;
 }
 
+/// What parse_every() found.
+enum class every_parse { ok, bad_text, out_of_range };
+
+/// Longest schedule interval accepted.
+constexpr std::chrono::seconds max_every{std::chrono::hours{24 * 365}};
+
+/// Parses a schedule written "every N seconds", "every N minutes" or "every N
+/// hours" (Butler's later.js text form, case-insensitive, singular units
+/// too) into `out`.
+every_parse parse_every(const std::string& text, std::chrono::seconds& out) {
+  std::vector<std::string> words;
+  std::string word;
+  for (char c : text + " ") {
+    if (c == ' ' || c == '\t') {
+      if (!word.empty())
+        words.push_back(std::move(word));
+      word.clear();
+    } else {
+      word += static_cast<char>(
+        std::tolower(static_cast<unsigned char>(c)));
+    }
+  }
+  if (words.size() != 3 || words[0] != "every")
+    return every_parse::bad_text;
+  long long unit = 0;
+  auto& name = words[2];
+  if (name == "second" || name == "seconds")
+    unit = 1;
+  else if (name == "minute" || name == "minutes")
+    unit = 60;
+  else if (name == "hour" || name == "hours")
+    unit = 3600;
+  else
+    return every_parse::bad_text;
+  auto& number = words[1];
+  unsigned long long count = 0;
+  auto [end, ec] = std::from_chars(number.data(),
+                                   number.data() + number.size(), count);
+  if (end != number.data() + number.size())
+    return every_parse::bad_text;
+  if (ec != std::errc{} || count == 0
+      || count > static_cast<unsigned long long>(max_every.count() / unit))
+    return every_parse::out_of_range;
+  out = std::chrono::seconds{static_cast<long long>(count) * unit};
+  return every_parse::ok;
+}
+
+/// Reads a schedule ("every 30 seconds") at `key` into `out`.
+void read_every(section& s, const std::string& key,
+                std::chrono::seconds& out) {
+  const std::string expected
+    = "\"every N seconds\", \"every N minutes\" or \"every N hours\"";
+  std::string text;
+  if (!s.scalar(key, expected, text))
+    return;
+  switch (parse_every(text, out)) {
+    case every_parse::ok:
+      return;
+    case every_parse::bad_text:
+      s.error(key, "expected " + expected + ", got " + quote(text));
+      return;
+    case every_parse::out_of_range:
+      s.error(key, "expected an interval from 1 second to 365 days, got "
+                     + quote(text));
+      return;
+  }
+}
+
+void read_heartbeat(section& root, heartbeat_config& cfg) {
+  auto s = root.sub("heartbeat");
+  s.read("enable", cfg.enable);
+  s.read("remoteURL", cfg.remote_url);
+  read_every(s, "frequency", cfg.frequency);
+  s.finish();
+}
+
+void read_uptime_monitor(section& root, uptime_monitor_config& cfg) {
+  auto s = root.sub("uptimeMonitor");
+  s.read("enable", cfg.enable);
+  read_every(s, "frequency", cfg.frequency);
+  s.read("logLevel", log_levels(), cfg.log_level);
+  // Butler 16 can also store the figures in InfluxDB or New Relic; this
+  // Butler only logs them.
+  s.ignore("storeInInfluxdb");
+  s.ignore("storeNewRelic");
+  s.finish();
+}
+
 void read_butler(section& root, butler_config& cfg) {
   root.read("logLevel", log_levels(), cfg.logging.level);
   root.read("fileLogging", cfg.logging.file_logging);
   root.read("logDirectory", cfg.logging.directory);
+  root.read("logFileMaxSizeMB", 1, 1024, cfg.logging.file_max_size_mb);
+  root.read("logFileMaxFiles", 1, 100, cfg.logging.file_max_files);
+  root.read("logFormat", {"text", "json"}, cfg.logging.format);
   read_rest(root, cfg.rest);
   read_endpoints(root, cfg.endpoints);
   read_mqtt(root, cfg.mqtt);
@@ -683,6 +780,8 @@ void read_butler(section& root, butler_config& cfg) {
   sup.read("heartbeatIntervalMs", one_ms, cfg.supervisor.heartbeat_interval);
   sup.read("heartbeatTimeoutMs", one_ms, cfg.supervisor.heartbeat_timeout);
   sup.finish();
+  read_heartbeat(root, cfg.heartbeat);
+  read_uptime_monitor(root, cfg.uptime_monitor);
   root.finish();
 }
 
@@ -818,6 +917,44 @@ void validate_sense(const butler_config& cfg, report& rep) {
                 "expected task ids (GUIDs), got " + quote(id));
 }
 
+/// Checks Butler.heartbeat.remoteURL: an http(s) URL with a host that
+/// libcurl takes as it is, required when the heartbeat is on.
+void validate_heartbeat(const butler_config& cfg, report& rep) {
+  auto& hb = cfg.heartbeat;
+  const std::string key = "Butler.heartbeat.remoteURL";
+  require(rep, hb.enable, key, hb.remote_url,
+          "Butler.heartbeat.enable is true");
+  auto& url = hb.remote_url;
+  if (url.empty())
+    return;
+  for (unsigned char c : url) {
+    if (c <= ' ' || c == 0x7f) {
+      rep.error(key, "must not contain spaces or control characters, got "
+                       + quote(url));
+      return;
+    }
+  }
+  // Schemes are case-insensitive.
+  std::string start;
+  for (char c : url.substr(0, 8))
+    start += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  std::size_t scheme = 0;
+  if (start.rfind("http://", 0) == 0)
+    scheme = 7;
+  else if (start.rfind("https://", 0) == 0)
+    scheme = 8;
+  auto host_end = url.find_first_of("/?#", scheme);
+  auto host = url.substr(scheme, host_end == std::string::npos
+                                   ? std::string::npos
+                                   : host_end - scheme);
+  // Past "user:password@", if any.
+  if (auto at = host.rfind('@'); at != std::string::npos)
+    host.erase(0, at + 1);
+  if (scheme == 0 || host.empty() || host[0] == ':')
+    rep.error(key, "expected an http:// or https:// URL with a host name, got "
+                     + quote(url));
+}
+
 void validate(const butler_config& cfg, report& rep) {
   auto& log = cfg.logging;
   require(rep, log.file_logging, "Butler.logDirectory", log.directory,
@@ -894,6 +1031,7 @@ void validate(const butler_config& cfg, report& rep) {
                 "must differ from Butler.dockerHealthCheck.port ("
                   + std::to_string(cfg.docker_health.port) + ")");
   }
+  validate_heartbeat(cfg, rep);
   // Supervisor
   check_min_max(rep, cfg.supervisor.restart_min, cfg.supervisor.restart_max,
                 "Butler.supervisor.restartBackoffMinMs",

@@ -15,11 +15,34 @@ namespace logging {
 constexpr const char* level = "info";
 constexpr bool file_logging = false;
 constexpr const char* directory = "log";
-/// Size of one rotating log file, in bytes.
-constexpr std::size_t file_size = 10 * 1024 * 1024;
-/// Number of rotated files kept next to the current one.
-constexpr std::size_t file_count = 5;
+/// Size at which a log file is rotated, in MiB (1-1024).
+constexpr std::size_t file_max_size_mb = 10;
+/// Log files kept, the one being written included (1-100); rotating past it
+/// deletes the oldest.
+constexpr std::size_t file_max_files = 5;
+/// "text" (one human-readable line per entry) or "json" (one JSON object
+/// per line, for log shippers).
+constexpr const char* format = "text";
 } // namespace logging
+
+/// Butler.heartbeat: a GET to a monitor's URL on a schedule.
+namespace heartbeat {
+constexpr bool enable = false;
+constexpr auto frequency = std::chrono::seconds{30};
+/// Longest time one GET may take (shorter when the schedule is shorter).
+constexpr auto request_timeout = std::chrono::seconds{10};
+/// A run of failed pings is logged at its first failure and then at every
+/// failure_log_every-th; the others are only counted.
+constexpr int failure_log_every = 10;
+} // namespace heartbeat
+
+/// Butler.uptimeMonitor: a log line with uptime, memory and event counts.
+namespace uptime_monitor {
+constexpr bool enable = false;
+constexpr auto frequency = std::chrono::minutes{15};
+/// Butler's level name for the line (verbose is debug).
+constexpr const char* log_level = "verbose";
+} // namespace uptime_monitor
 
 namespace rest {
 constexpr bool enable = true;

@@ -28,6 +28,11 @@ namespace butler {
 /// actors/http_ingress.hpp; it carries the HTTP responder, so it is local-only).
 struct http_call;
 
+/// The config (config/butler_config.hpp). A reloaded one travels as a
+/// shared, immutable copy (local-only).
+struct butler_config;
+using config_ptr = std::shared_ptr<const butler_config>;
+
 /// What every sink of the event router accepts.
 using event_sink_actor = caf::typed_actor<
   // Handles the events of a batch that it wants.
@@ -81,6 +86,8 @@ using http_ingress_actor = caf::typed_actor<
 /// Owns the UDP sockets: accepted log events go to the event router, with a
 /// bounded number in flight.
 using udp_ingest_actor = caf::typed_actor<
+  // Takes the allow-list and rate limit of a reloaded config.
+  caf::reacts_to<config_ptr>,
   // Forwards a batch accepted by the receive thread to the router.
   caf::reacts_to<event_batch>,
   // Returns the counters: accepted, rejected by reason, shed, kernel drops.
@@ -102,6 +109,8 @@ using udp_ingest_actor = caf::typed_actor<
 /// Fans each event out to the sinks that the config enables for its kind;
 /// holds batches for a sink that is restarting.
 using event_router_actor = caf::typed_actor<
+  // Takes the routing table of a reloaded config.
+  caf::reacts_to<config_ptr>,
   // Routes a batch of accepted events.
   caf::reacts_to<event_batch>,
   // Returns events routed per sink and batches held.
@@ -117,6 +126,8 @@ using event_router_actor = caf::typed_actor<
 /// Owns the Slack webhooks: notifications for log events and REST messages,
 /// with a bounded backlog, per-task rate limits, retries and back-off.
 using slack_egress_actor = caf::typed_actor<
+  // Takes the notification settings of a reloaded config.
+  caf::reacts_to<config_ptr>,
   // Queues notifications for the failed/aborted reloads and audit events in
   // a batch (a sink of the event router).
   caf::reacts_to<event_batch>,
@@ -164,6 +175,8 @@ using fs_worker_actor = caf::typed_actor<
 
 /// Owns the Qlik Repository Service connection: task starts and the QRS ping.
 using qrs_client_actor = caf::typed_actor<
+  // Takes the startTaskFilter of a reloaded config.
+  caf::reacts_to<config_ptr>,
   // Starts tasks by id, tag and custom property (applying startTaskFilter
   // unless the request says otherwise).
   caf::replies_to<task_start_request>::with<task_start_result>,
@@ -226,8 +239,39 @@ using mqtt_task_starter_actor = caf::typed_actor<
   // Learns the current handle of a (re)started peer.
   caf::reacts_to<peer_up>>;
 
+/// GETs Butler.heartbeat.remoteURL on its schedule, so that a monitor notices
+/// when Butler stops; failures are logged (throttled) and counted.
+using heartbeat_pinger_actor = caf::typed_actor<
+  // Sends the next GET (a periodic message to itself).
+  caf::reacts_to<atom::tick>,
+  // Receives the outcome of a GET (sent from the HTTP client's thread).
+  caf::reacts_to<post_outcome>,
+  // Returns the counters: ok, failed, failing in a row, skipped.
+  caf::replies_to<atom::status>::with<counters_status>,
+  // Returns its metrics for GET /metrics.
+  caf::replies_to<atom::metrics>::with<metric_set>,
+  // Before shutdown: nothing is held; answers true.
+  caf::replies_to<atom::drain, caf::timespan>::with<bool>,
+  // Learns the current handle of a (re)started peer.
+  caf::reacts_to<peer_up>>;
+
+/// Logs Butler's uptime, memory and event counts on Butler.uptimeMonitor's
+/// schedule.
+using uptime_monitor_actor = caf::typed_actor<
+  // Logs one uptime line (a periodic message to itself).
+  caf::reacts_to<atom::tick>,
+  // Returns the counters: lines logged.
+  caf::replies_to<atom::status>::with<counters_status>,
+  // Before shutdown: nothing is held; answers true.
+  caf::replies_to<atom::drain, caf::timespan>::with<bool>,
+  // Learns the current handle of a (re)started peer (the supervisor's).
+  caf::reacts_to<peer_up>>;
+
 /// Spawns, monitors and restarts the other actors; stops them in order.
 using supervisor_actor = caf::typed_actor<
+  // Hands a reloaded config to the children that apply it live, and
+  // starts restarted children with it.
+  caf::reacts_to<config_ptr>,
   // Returns the current handle of a child (invalid if it is not running).
   caf::replies_to<caf::get_atom, std::string>::with<caf::actor>,
   // Returns every child's state and restart count.
@@ -248,3 +292,4 @@ using supervisor_actor = caf::typed_actor<
 } // namespace butler
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<butler::http_call>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(butler::config_ptr)

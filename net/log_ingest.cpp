@@ -3,7 +3,9 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
+#include <mutex>
 
 namespace butler::events {
 
@@ -102,11 +104,29 @@ struct ingest_pipeline::impl {
       dedup = make_memory_expiring_set(default_dedup_entries);
     for (auto& n : rejected)
       n.store(0, std::memory_order_relaxed);
+    set_rate(opts.rate_limit_per_minute);
+    units = capacity;
+  }
+
+  void set_rate(int per_minute) {
     // Rates above this would overflow the bucket's 64-bit units.
     constexpr std::int64_t max_rate = 50'000'000;
-    rate = std::clamp<std::int64_t>(opts.rate_limit_per_minute, 0, max_rate);
+    rate = std::clamp<std::int64_t>(per_minute, 0, max_rate);
     capacity = rate * units_per_token;
-    units = capacity;
+    units = std::min(units, capacity);
+  }
+
+  /// Takes the filters set_filters() left, if any (on the process() thread).
+  void take_new_filters() {
+    if (!filters_changed.load(std::memory_order_acquire))
+      return;
+    std::lock_guard<std::mutex> guard{filters_mtx};
+    opts.source_validation = next_filters.source_validation;
+    opts.allowed_addresses = std::move(next_filters.allowed_addresses);
+    opts.rate_limit_enable = next_filters.rate_limit_enable;
+    opts.rate_limit_per_minute = next_filters.rate_limit_per_minute;
+    set_rate(opts.rate_limit_per_minute);
+    filters_changed.store(false, std::memory_order_release);
   }
 
   /// Counts a rejection and logs it unless its reason logged a line within
@@ -176,6 +196,11 @@ struct ingest_pipeline::impl {
   ingest_options opts;
   std::unique_ptr<expiring_set> dedup;
 
+  // Filters from a config reload, waiting for the process() thread.
+  std::mutex filters_mtx;
+  ingest_options next_filters;
+  std::atomic<bool> filters_changed{false};
+
   // Read by stats() on other threads.
   std::atomic<std::uint64_t> received{0};
   std::atomic<std::uint64_t> accepted{0};
@@ -204,6 +229,7 @@ ingest_pipeline::process(port_kind port, std::string_view data,
                          std::string_view source_ip, uint16_t source_port,
                          std::chrono::steady_clock::time_point now) {
   auto& d = *impl_;
+  d.take_new_filters();
   d.received.fetch_add(1, std::memory_order_relaxed);
   auto fail = [&](reject_reason reason) {
     d.reject(reason, port, data, source_ip, source_port, now);
@@ -230,6 +256,19 @@ ingest_pipeline::process(port_kind port, std::string_view data,
   ev.source = format_source(source_ip, source_port);
   d.accepted.fetch_add(1, std::memory_order_relaxed);
   return std::move(ev);
+}
+
+void ingest_pipeline::set_filters(bool source_validation,
+                                  std::vector<std::string> allowed_addresses,
+                                  bool rate_limit_enable,
+                                  int rate_limit_per_minute) {
+  auto& d = *impl_;
+  std::lock_guard<std::mutex> guard{d.filters_mtx};
+  d.next_filters.source_validation = source_validation;
+  d.next_filters.allowed_addresses = std::move(allowed_addresses);
+  d.next_filters.rate_limit_enable = rate_limit_enable;
+  d.next_filters.rate_limit_per_minute = rate_limit_per_minute;
+  d.filters_changed.store(true, std::memory_order_release);
 }
 
 ingest_stats ingest_pipeline::stats() const {

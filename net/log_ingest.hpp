@@ -72,6 +72,12 @@ public:
   /// Returns the counters; safe to call from any thread.
   ingest_stats stats() const;
 
+  /// Replaces the source allow-list and the rate limit (a config reload);
+  /// safe to call from any thread, taken by the next process() call.
+  void set_filters(bool source_validation,
+                   std::vector<std::string> allowed_addresses,
+                   bool rate_limit_enable, int rate_limit_per_minute);
+
 private:
   struct impl;
   std::shared_ptr<impl> impl_;

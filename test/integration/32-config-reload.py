@@ -24,10 +24,21 @@ Butler__mqttConfig__backlogSize=500; a REST publish writes no debug line.
    info or debug line: a publish writes no debug line.
 
 Every SIGHUP sends RELOADING=1 (with MONOTONIC_USEC) and then READY=1, after
-the one READY=1 of the start. SIGTERM ends Butler with exit code 0."""
+the one READY=1 of the start. SIGTERM ends Butler with exit code 0.
+
+Live filters: a Butler with UDP ingest, MQTT and a subscriber. Reloading
+with enableSourceValidation on and allowedSources [10.9.9.9] is applied
+without a restart ("applied ...", "supervisor hands the reloaded config to
+... udp-ingest ...", "udp-ingest took the reloaded filters"): a task failure
+from 127.0.0.1 is rejected (butler_udp_datagrams_rejected_total
+{reason="source_not_allowed"} rises by 1) and nothing is published; with
+allowedSources [127.0.0.1] the next one is accepted and published. Reloading
+with rateLimit on at 1 per minute lets one more through and rejects the next
+as rate_limited. No "restart Butler" line is written for these keys."""
 
 import copy
 import re
+import uuid
 import signal
 import sys
 from pathlib import Path
@@ -143,5 +154,82 @@ def test(ctx):
     broker.stop()
 
 
+def rejected(port, reason):
+    """Returns butler_udp_datagrams_rejected_total for `reason`."""
+    text = h.http_request(port, "GET", "/metrics").body.decode()
+    m = re.search(r'^butler_udp_datagrams_rejected_total\{reason="'
+                  + reason + r'"\} (\S+)$', text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def live_filters(ctx):
+    broker = h.Mosquitto().start()
+    port = h.free_port()
+    cfg = h.udp_config(port, broker.port)
+    udp = cfg["Butler"]["udpServerConfig"]
+    sub = h.Subscriber(broker.port, "qliksense/#").start()
+    notify = h.NotifySocket("notify-filters")
+    butler = h.Butler(ctx.butler, cfg, env=notify.env(),
+                      name="butler-live-filters").start()
+    h.wait_until(lambda: notify.states() == ["READY=1"], "READY=1 at start")
+    path = str(butler.config_path)
+
+    def failure(name):
+        h.send_udp(udp["portTaskFailure"], h.scheduler_datagram(
+            "/scheduler-reload-failed/", task_name=name,
+            execution_id=str(uuid.uuid4())))
+
+    def published(name):
+        return name in sub.messages("qliksense/task_failure")
+
+    closed = copy.deepcopy(cfg)
+    closed["Butler"]["udpServerConfig"].update(
+        {"enableSourceValidation": True, "allowedSources": ["10.9.9.9"]})
+    reload(butler, notify, closed, 1)
+    butler.wait_log("udp-ingest took the reloaded filters: source validation "
+                    "on (1 allowed addresses)")
+    h.check_in("supervisor hands the reloaded config to", butler.log(),
+               "the supervisor hands the config on")
+    h.check_in(f"butler reloaded {path}: applied", butler.log(),
+               "the allow-list is applied live")
+    before = rejected(port, "source_not_allowed")
+    failure("Reload from a stranger")
+    h.wait_until(lambda: rejected(port, "source_not_allowed") == before + 1,
+                 "the datagram from 127.0.0.1 to be rejected")
+    open_ = copy.deepcopy(closed)
+    open_["Butler"]["udpServerConfig"]["allowedSources"] = ["127.0.0.1"]
+    reload(butler, notify, open_, 2)
+    butler.wait_log("source validation on (1 allowed addresses)", count=2)
+    failure("Reload from a friend")
+    h.wait_until(lambda: published("Reload from a friend"),
+                 "the allowed datagram to be published")
+    h.check(not published("Reload from a stranger"),
+            "the rejected datagram was not published")
+
+    limited = copy.deepcopy(open_)
+    limited["Butler"]["udpServerConfig"]["rateLimit"] = {
+        "enable": True, "maxMessagesPerMinute": 1}
+    reload(butler, notify, limited, 3)
+    butler.wait_log("rate limit on (1 per minute)")
+    before = rejected(port, "rate_limited")
+    failure("First within the limit")
+    failure("Over the limit")
+    h.wait_until(lambda: rejected(port, "rate_limited") == before + 1,
+                 "the second datagram to be rate limited")
+    h.wait_until(lambda: published("First within the limit"),
+                 "the first to be published")
+    h.check_eq(butler.log().count("restart Butler to apply it"), 0,
+               "the filters need no restart")
+    h.check_eq(butler.stop(), 0, "Butler exits 0 on SIGTERM")
+    sub.stop()
+    notify.close()
+    broker.stop()
+
+
+def run_all(ctx):
+    test(ctx)
+    live_filters(ctx)
+
+
 if __name__ == "__main__":
-    h.main(test)
+    h.main(run_all)

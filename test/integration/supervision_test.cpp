@@ -259,12 +259,12 @@ TEST(stuck_actor, is_restarted_when_it_stops_answering_heartbeats) {
   caf::actor_system sys{caf_cfg};
   auto starts = std::make_shared<std::atomic<int>>(0);
   std::vector<child_spec> specs{
-    {"blocker", [starts](caf::actor_system& s) {
+    {"blocker", [starts](caf::actor_system& s, const butler_config&) {
        return s.spawn(blocking_child, std::chrono::milliseconds{1500},
                       starts);
      }}};
-  auto sup = sys.spawn(supervisor, cfg.supervisor, std::move(specs),
-                       service_notifier{});
+  auto sup = sys.spawn(supervisor, std::make_shared<const butler_config>(cfg),
+                       std::move(specs), service_notifier{});
   caf::scoped_actor self{sys};
   auto status = [&] {
     supervisor_status result;

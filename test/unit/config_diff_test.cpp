@@ -64,10 +64,25 @@ std::string file_setting(const std::string& key, const std::string& yaml) {
   return out;
 }
 
+/// Returns whether a reload applies `key` to the running Butler: logLevel,
+/// the Slack notification settings but backlogSize, the UDP allow-list and
+/// rate limit, startTaskFilter.
+bool live_key(const std::string& key) {
+  auto under = [&](const char* prefix) { return key.rfind(prefix, 0) == 0; };
+  if (key == "Butler.slackNotification.backlogSize")
+    return false;
+  return key == "Butler.logLevel" || under("Butler.slackNotification.")
+         || under("Butler.slackConfig.")
+         || key == "Butler.udpServerConfig.enableSourceValidation"
+         || key == "Butler.udpServerConfig.allowedSources"
+         || under("Butler.udpServerConfig.rateLimit.")
+         || under("Butler.startTaskFilter.");
+}
+
 /// Changes one field at a time from the default config, both in the struct
 /// and through a file, and expects exactly that key path to be reported,
-/// with its values (none for a secret) and its kind: live for logLevel,
-/// restart for everything else.
+/// with its values (none for a secret) and its kind: live for what the
+/// running Butler applies (live_key()), restart for everything else.
 void expect_each_reported(const std::vector<field_case>& cases) {
   auto base = default_config();
   ASSERT_TRUE(diff(base, base).empty());
@@ -79,8 +94,8 @@ void expect_each_reported(const std::vector<field_case>& cases) {
     ASSERT_EQ(changes.size(), 1u) << keys_of(changes);
     auto& c = changes.front();
     EXPECT_EQ(c.key, fc.key);
-    EXPECT_EQ(c.kind, fc.key == "Butler.logLevel" ? change_kind::live
-                                                  : change_kind::restart);
+    EXPECT_EQ(c.kind, live_key(fc.key) ? change_kind::live
+                                       : change_kind::restart);
     if (c.secret) {
       EXPECT_TRUE(c.before.empty() && c.after.empty()) << keys_of(changes);
     } else {
@@ -383,6 +398,48 @@ TEST(config_diff, directories_runtime_supervisor_health_and_metrics_fields) {
   });
 }
 
+TEST(config_diff, log_file_format_heartbeat_and_uptime_monitor_fields) {
+  const std::string h = "Butler.heartbeat.";
+  const std::string u = "Butler.uptimeMonitor.";
+  expect_each_reported({
+    FIELD("Butler.logFileMaxSizeMB", logging.file_max_size_mb, 20, "20"),
+    FIELD("Butler.logFileMaxFiles", logging.file_max_files, 9, "9"),
+    FIELD("Butler.logFormat", logging.format, "json", "json"),
+    FIELD(h + "enable", heartbeat.enable, true, "true"),
+    FIELD(h + "remoteURL", heartbeat.remote_url, "http://m.example/ping",
+          "http://m.example/ping"),
+    FIELD(h + "frequency", heartbeat.frequency, 60s, "every 1 minute"),
+    FIELD(u + "enable", uptime_monitor.enable, true, "true"),
+    FIELD(u + "frequency", uptime_monitor.frequency, 2h, "every 2 hours"),
+    FIELD(u + "logLevel", uptime_monitor.log_level, "info", "info"),
+  });
+}
+
+TEST(config_diff, schedules_are_given_as_their_key_writes_them) {
+  auto a = default_config();
+  auto b = a;
+  b.heartbeat.frequency = 45s;
+  b.uptime_monitor.frequency = 1h;
+  b.heartbeat.remote_url = "https://hc-ping.com/secret-token";
+  b.logging.file_max_files = 1;
+  std::vector<std::tuple<std::string, std::string, std::string, bool>> got;
+  for (auto& c : diff(a, b)) {
+    got.emplace_back(c.key, c.before, c.after, c.secret);
+    EXPECT_EQ(c.kind, change_kind::restart) << c.key;
+  }
+  std::vector<std::tuple<std::string, std::string, std::string, bool>>
+    expected{
+      {"Butler.logFileMaxFiles", "5", "1", false},
+      // A monitor's ping URL often carries its token.
+      {"Butler.heartbeat.remoteURL", "", "", true},
+      {"Butler.heartbeat.frequency", "every 30 seconds", "every 45 seconds",
+       false},
+      {"Butler.uptimeMonitor.frequency", "every 15 minutes", "every 1 hour",
+       false},
+    };
+  EXPECT_EQ(got, expected);
+}
+
 // -- values, kinds, secrets -------------------------------------------------
 
 TEST(config_diff, same_config_and_other_file_name_are_no_change) {
@@ -420,9 +477,13 @@ TEST(config_diff, values_are_given_in_the_keys_units) {
   };
   EXPECT_EQ(got, expected) << keys_of(changes);
   ASSERT_FALSE(changes.empty());
+  for (auto& c : changes)
+    EXPECT_EQ(c.kind, live_key(c.key) ? change_kind::live
+                                      : change_kind::restart)
+      << c.key;
   EXPECT_EQ(changes[0].kind, change_kind::live);
-  for (std::size_t i = 1; i < changes.size(); ++i)
-    EXPECT_EQ(changes[i].kind, change_kind::restart) << changes[i].key;
+  EXPECT_EQ(changes[5].kind, change_kind::live) << "allowedSources";
+  EXPECT_EQ(changes[6].kind, change_kind::restart) << "ttlMinutes";
   EXPECT_STREQ(to_string(change_kind::live), "live");
   EXPECT_STREQ(to_string(change_kind::restart), "restart");
 }
@@ -445,7 +506,9 @@ TEST(config_diff, secrets_are_reported_without_their_values) {
     EXPECT_TRUE(c.secret) << c.key;
     EXPECT_EQ(c.before, "") << c.key;
     EXPECT_EQ(c.after, "") << c.key;
-    EXPECT_EQ(c.kind, change_kind::restart) << c.key;
+    EXPECT_EQ(c.kind, live_key(c.key) ? change_kind::live
+                                      : change_kind::restart)
+      << c.key;
   }
   EXPECT_EQ(keys, (std::vector<std::string>{
                     "Butler.mqttConfig.password",

@@ -248,6 +248,15 @@ void expect_same_config(const butler_config& a, const butler_config& b) {
   EXPECT_EQ(a.supervisor.restart_max, b.supervisor.restart_max);
   EXPECT_EQ(a.supervisor.stable_after, b.supervisor.stable_after);
   EXPECT_EQ(a.supervisor.shutdown_grace, b.supervisor.shutdown_grace);
+  EXPECT_EQ(a.logging.file_max_size_mb, b.logging.file_max_size_mb);
+  EXPECT_EQ(a.logging.file_max_files, b.logging.file_max_files);
+  EXPECT_EQ(a.logging.format, b.logging.format);
+  EXPECT_EQ(a.heartbeat.enable, b.heartbeat.enable);
+  EXPECT_EQ(a.heartbeat.remote_url, b.heartbeat.remote_url);
+  EXPECT_EQ(a.heartbeat.frequency, b.heartbeat.frequency);
+  EXPECT_EQ(a.uptime_monitor.enable, b.uptime_monitor.enable);
+  EXPECT_EQ(a.uptime_monitor.frequency, b.uptime_monitor.frequency);
+  EXPECT_EQ(a.uptime_monitor.log_level, b.uptime_monitor.log_level);
 }
 
 /// Collects the key path of every leaf (and of every empty mapping).
@@ -456,6 +465,16 @@ TEST(config, full_file_sets_every_key) {
   EXPECT_EQ(c.supervisor.restart_max, 60s);
   EXPECT_EQ(c.supervisor.stable_after, 120s);
   EXPECT_EQ(c.supervisor.shutdown_grace, 7s);
+
+  EXPECT_EQ(c.logging.file_max_size_mb, 20u);
+  EXPECT_EQ(c.logging.file_max_files, 7u);
+  EXPECT_EQ(c.logging.format, "json");
+  EXPECT_TRUE(c.heartbeat.enable);
+  EXPECT_EQ(c.heartbeat.remote_url, "https://monitor.example.org/ping/butler");
+  EXPECT_EQ(c.heartbeat.frequency, 2min);
+  EXPECT_TRUE(c.uptime_monitor.enable);
+  EXPECT_EQ(c.uptime_monitor.frequency, 1h);
+  EXPECT_EQ(c.uptime_monitor.log_level, "info");
 }
 
 // -- type errors --------------------------------------------------------------
@@ -583,6 +602,82 @@ TEST(config, every_bad_value_is_reported_with_its_key_path) {
      R"(Butler.prometheus.port: expected an integer 0-65535, got "-1")"},
     {"prometheus: {enable: 1.5}",
      R"(Butler.prometheus.enable: expected true or false, got "1.5")"},
+    {"logFileMaxSizeMB: 0",
+     R"(Butler.logFileMaxSizeMB: expected an integer 1-1024, got "0")"},
+    {"logFileMaxSizeMB: 1025",
+     R"(Butler.logFileMaxSizeMB: expected an integer 1-1024, got "1025")"},
+    {"logFileMaxSizeMB: 10MB",
+     R"(Butler.logFileMaxSizeMB: expected an integer 1-1024, got "10MB")"},
+    {"logFileMaxFiles: 0",
+     R"(Butler.logFileMaxFiles: expected an integer 1-100, got "0")"},
+    {"logFileMaxFiles: 101",
+     R"(Butler.logFileMaxFiles: expected an integer 1-100, got "101")"},
+    {"logFileMaxFiles: [5]",
+     R"(Butler.logFileMaxFiles: expected an integer 1-100, got a sequence)"},
+    {"logFormat: xml",
+     R"(Butler.logFormat: expected one of text, json, got "xml")"},
+    {"logFormat: JSON",
+     R"(Butler.logFormat: expected one of text, json, got "JSON")"},
+    {"heartbeat: true",
+     R"(Butler.heartbeat: expected a mapping, got a scalar "true")"},
+    {"heartbeat: {enable: often}",
+     R"(Butler.heartbeat.enable: expected true or false, got "often")"},
+    {"heartbeat: {remoteURL: [http://a]}",
+     R"(Butler.heartbeat.remoteURL: expected a string, got a sequence)"},
+    {"heartbeat: {frequency: every day}",
+     R"(Butler.heartbeat.frequency: expected "every N seconds", "every N minutes" or "every N hours", got "every day")"},
+    {"heartbeat: {frequency: at 10:15 am}",
+     R"(Butler.heartbeat.frequency: expected "every N seconds", "every N minutes" or "every N hours", got "at 10:15 am")"},
+    {"heartbeat: {frequency: every 5 mins}",
+     R"(Butler.heartbeat.frequency: expected "every N seconds", "every N minutes" or "every N hours", got "every 5 mins")"},
+    {"heartbeat: {frequency: every -5 seconds}",
+     R"(Butler.heartbeat.frequency: expected "every N seconds", "every N minutes" or "every N hours", got "every -5 seconds")"},
+    {"heartbeat: {frequency: every 1.5 hours}",
+     R"(Butler.heartbeat.frequency: expected "every N seconds", "every N minutes" or "every N hours", got "every 1.5 hours")"},
+    {"heartbeat: {frequency: 30}",
+     R"(Butler.heartbeat.frequency: expected "every N seconds", "every N minutes" or "every N hours", got "30")"},
+    {"heartbeat: {frequency: ''}",
+     R"(Butler.heartbeat.frequency: expected "every N seconds", "every N minutes" or "every N hours", got "")"},
+    {"heartbeat: {frequency: every 30 seconds please}",
+     R"(Butler.heartbeat.frequency: expected "every N seconds", "every N minutes" or "every N hours", got "every 30 seconds please")"},
+    {"heartbeat: {frequency: {every: 30}}",
+     R"(Butler.heartbeat.frequency: expected "every N seconds", "every N minutes" or "every N hours", got a mapping)"},
+    {"heartbeat: {frequency: every 0 seconds}",
+     R"(Butler.heartbeat.frequency: expected an interval from 1 second to 365 days, got "every 0 seconds")"},
+    {"heartbeat: {frequency: every 8761 hours}",
+     R"(Butler.heartbeat.frequency: expected an interval from 1 second to 365 days, got "every 8761 hours")"},
+    {"heartbeat: {frequency: every 99999999999999999999999 seconds}",
+     R"(Butler.heartbeat.frequency: expected an interval from 1 second to 365 days, got "every 99999999999999999999999 seconds")"},
+    {"heartbeat: {remoteURL: monitor.example.org/ping}",
+     R"(Butler.heartbeat.remoteURL: expected an http:// or https:// URL with a host name, got "monitor.example.org/ping")"},
+    {"heartbeat: {remoteURL: 'ftp://monitor.example.org/ping'}",
+     R"(Butler.heartbeat.remoteURL: expected an http:// or https:// URL with a host name, got "ftp://monitor.example.org/ping")"},
+    {"heartbeat: {remoteURL: 'http://'}",
+     R"(Butler.heartbeat.remoteURL: expected an http:// or https:// URL with a host name, got "http://")"},
+    {"heartbeat: {remoteURL: 'https:///ping'}",
+     R"(Butler.heartbeat.remoteURL: expected an http:// or https:// URL with a host name, got "https:///ping")"},
+    {"heartbeat: {remoteURL: 'http://:8080/ping'}",
+     R"(Butler.heartbeat.remoteURL: expected an http:// or https:// URL with a host name, got "http://:8080/ping")"},
+    {"heartbeat: {remoteURL: 'https://user:pw@/ping'}",
+     R"(Butler.heartbeat.remoteURL: expected an http:// or https:// URL with a host name, got "https://user:pw@/ping")"},
+    {"heartbeat: {remoteURL: \"http://monitor\\tx/ping\"}",
+     "Butler.heartbeat.remoteURL: must not contain spaces or control characters, got \"http://monitor\tx/ping\""},
+    {"heartbeat: {remoteURL: 'http://monitor.example.org/a b'}",
+     R"(Butler.heartbeat.remoteURL: must not contain spaces or control characters, got "http://monitor.example.org/a b")"},
+    {"heartbeat: {enable: true}",
+     R"(Butler.heartbeat.remoteURL: missing (required when Butler.heartbeat.enable is true))"},
+    {"heartbeat: {enable: true, remoteURL: ''}",
+     R"(Butler.heartbeat.remoteURL: missing (required when Butler.heartbeat.enable is true))"},
+    {"uptimeMonitor: [on]",
+     R"(Butler.uptimeMonitor: expected a mapping, got a sequence)"},
+    {"uptimeMonitor: {enable: 1}",
+     R"(Butler.uptimeMonitor.enable: expected true or false, got "1")"},
+    {"uptimeMonitor: {frequency: every 15 minutes past the hour}",
+     R"(Butler.uptimeMonitor.frequency: expected "every N seconds", "every N minutes" or "every N hours", got "every 15 minutes past the hour")"},
+    {"uptimeMonitor: {frequency: every 0 minutes}",
+     R"(Butler.uptimeMonitor.frequency: expected an interval from 1 second to 365 days, got "every 0 minutes")"},
+    {"uptimeMonitor: {logLevel: chatty}",
+     R"(Butler.uptimeMonitor.logLevel: expected one of silly, debug, verbose, info, warn, error, got "chatty")"},
     {"dockerHealthCheck: {enable: sometimes}",
      R"(Butler.dockerHealthCheck.enable: expected true or false, got "sometimes")"},
     // A mapping or sequence where a scalar belongs, and the reverse.
@@ -711,6 +806,119 @@ TEST(config, reports_all_errors_together) {
   EXPECT_FALSE(r.ok());
 }
 
+// -- logging, heartbeat and uptime monitor -------------------------------------
+
+TEST(config, logging_keys_have_defaults_and_are_read) {
+  auto d = load("Butler: {}\n");
+  expect_clean(d);
+  EXPECT_EQ(d.config.logging.file_max_size_mb, 10u);
+  EXPECT_EQ(d.config.logging.file_max_files, 5u);
+  EXPECT_EQ(d.config.logging.format, "text");
+  auto r = load("Butler:\n  logFileMaxSizeMB: 1\n  logFileMaxFiles: 1\n"
+                "  logFormat: json\n");
+  expect_clean(r);
+  EXPECT_EQ(r.config.logging.file_max_size_mb, 1u);
+  EXPECT_EQ(r.config.logging.file_max_files, 1u);
+  EXPECT_EQ(r.config.logging.format, "json");
+  auto top = load("Butler:\n  logFileMaxSizeMB: 1024\n  logFileMaxFiles: 100\n"
+                  "  logFormat: text\n");
+  expect_clean(top);
+  EXPECT_EQ(top.config.logging.file_max_size_mb, 1024u);
+  EXPECT_EQ(top.config.logging.file_max_files, 100u);
+}
+
+TEST(config, heartbeat_and_uptime_monitor_have_butlers_defaults) {
+  auto r = load("Butler: {}\n");
+  expect_clean(r);
+  EXPECT_FALSE(r.config.heartbeat.enable);
+  EXPECT_EQ(r.config.heartbeat.remote_url, "");
+  EXPECT_EQ(r.config.heartbeat.frequency, 30s);
+  EXPECT_FALSE(r.config.uptime_monitor.enable);
+  EXPECT_EQ(r.config.uptime_monitor.frequency, 15min);
+  EXPECT_EQ(r.config.uptime_monitor.log_level, "verbose");
+  // A disabled heartbeat needs no URL.
+  expect_clean(load("Butler:\n  heartbeat: {enable: false}\n"));
+}
+
+TEST(config, schedules_read_every_n_seconds_minutes_or_hours) {
+  const std::pair<const char*, std::chrono::seconds> cases[] = {
+    {"every 30 seconds", 30s},
+    {"every 1 second", 1s},
+    {"every 1 seconds", 1s},
+    {"every 15 minutes", 15min},
+    {"every 1 minute", 1min},
+    {"every 2 hours", 2h},
+    {"every 1 hour", 1h},
+    {"Every 5 Minutes", 5min},
+    {"EVERY 10 SECONDS", 10s},
+    {"  every   3\t hours ", 3h},
+    {"every 8760 hours", 8760h},
+    {"every 31536000 seconds", 31536000s},
+  };
+  for (auto& [text, expected] : cases) {
+    SCOPED_TRACE(text);
+    auto yaml = std::string{"Butler:\n  heartbeat: {frequency: \""} + text
+                + "\"}\n  uptimeMonitor: {frequency: \"" + text + "\"}\n";
+    auto r = load(yaml);
+    expect_clean(r);
+    EXPECT_EQ(r.config.heartbeat.frequency, expected);
+    EXPECT_EQ(r.config.uptime_monitor.frequency, expected);
+  }
+}
+
+TEST(config, heartbeat_urls_butler_users_write_are_accepted) {
+  for (auto url : {"http://monitor.example.org/ping/",
+                   "https://hc-ping.com/0f4a1c2e-58d1-4d4e-b7a4-5cf1f8f0a111",
+                   "http://127.0.0.1:8000", "https://user:pw@monitor:8443/p?x=1",
+                   "HTTP://monitor.example.org/p"}) {
+    SCOPED_TRACE(url);
+    auto r = load(std::string{"Butler:\n  heartbeat: {enable: true, remoteURL: '"}
+                  + url + "'}\n");
+    expect_clean(r);
+    EXPECT_EQ(r.config.heartbeat.remote_url, url);
+  }
+}
+
+TEST(config, uptime_monitor_keys_butler_stores_elsewhere_are_ignored) {
+  auto r = load("Butler:\n"
+                "  uptimeMonitor:\n"
+                "    enable: true\n"
+                "    frequency: every 5 minutes\n"
+                "    logLevel: info\n"
+                "    storeInInfluxdb: {enable: false}\n"
+                "    storeNewRelic: {enable: false, destinationAccount: [a]}\n"
+                "    colour: blue\n");
+  EXPECT_TRUE(r.errors.empty()) << join(r.errors);
+  EXPECT_EQ(r.warnings,
+            (std::vector<std::string>{
+              "Butler.uptimeMonitor.storeInInfluxdb: not used by this Butler, "
+              "ignored",
+              "Butler.uptimeMonitor.storeNewRelic: not used by this Butler, "
+              "ignored",
+              "Butler.uptimeMonitor.colour: unknown key, ignored"}));
+  EXPECT_TRUE(r.config.uptime_monitor.enable);
+  EXPECT_EQ(r.config.uptime_monitor.frequency, 5min);
+  EXPECT_EQ(r.config.uptime_monitor.log_level, "info");
+}
+
+TEST(config, heartbeat_and_logging_keys_take_environment_overrides) {
+  auto r = load("Butler:\n  heartbeat: {remoteURL: 'http://m/ping'}\n",
+                {{"Butler__heartbeat__enable", "true"},
+                 {"Butler__heartbeat__frequency", "every 2 minutes"},
+                 {"Butler__uptimeMonitor__logLevel", "warn"},
+                 {"Butler__logFormat", "json"},
+                 {"Butler__logFileMaxFiles", "3"}});
+  expect_clean(r);
+  EXPECT_TRUE(r.config.heartbeat.enable);
+  EXPECT_EQ(r.config.heartbeat.frequency, 2min);
+  EXPECT_EQ(r.config.uptime_monitor.log_level, "warn");
+  EXPECT_EQ(r.config.logging.format, "json");
+  EXPECT_EQ(r.config.logging.file_max_files, 3u);
+  auto bad = load("Butler: {}\n", {{"Butler__heartbeat__frequency", "hourly"}});
+  EXPECT_EQ(bad.errors, (std::vector<std::string>{
+                          R"(Butler.heartbeat.frequency: expected "every N seconds", "every N minutes" or "every N hours", got "hourly")"}));
+}
+
 // -- files and the root -------------------------------------------------------
 
 TEST(config, yaml_syntax_error_names_line_and_column) {
@@ -766,7 +974,7 @@ TEST(config, unknown_keys_warn_once_at_the_highest_unknown_node) {
                 "  influxDb:\n"
                 "    enable: false\n"
                 "    auth: {username: x, password: y}\n"
-                "  heartbeat: {enable: true}\n"
+                "  systemInfo: {enable: true}\n"
                 "  mqttConfig:\n"
                 "    brokerPort: 1884\n"
                 "    fooBar: {x: {y: 1}}\n"
@@ -778,7 +986,7 @@ TEST(config, unknown_keys_warn_once_at_the_highest_unknown_node) {
   std::vector<std::string> expected{
     "Extra: unknown key, ignored",
     "Butler.influxDb: unknown key, ignored",
-    "Butler.heartbeat: unknown key, ignored",
+    "Butler.systemInfo: unknown key, ignored",
     "Butler.mqttConfig.fooBar: unknown key, ignored",
     "Butler.udpServerConfig.deduplication.extra: unknown key, ignored",
     "Butler.restServerEndpointsEnable.scheduler.pauseSchedule: unknown key, "
@@ -829,8 +1037,8 @@ TEST(config, butler16_style_file_loads_with_warnings_only) {
   auto r = load_config_string(text, "butler16_style.yaml");
   EXPECT_TRUE(r.errors.empty()) << join(r.errors);
   for (auto section :
-       {"anonTelemetry", "systemInfo", "configVisualisation", "heartbeat",
-        "uptimeMonitor", "thirdPartyToolsCredentials",
+       {"anonTelemetry", "systemInfo", "configVisualisation",
+        "thirdPartyToolsCredentials",
         "influxDb", "scriptLog", "qlikSenseUrls", "genericUrls",
         "teamsNotification", "emailNotification",
         "webhookNotification", "scheduler", "keyValueStore",
@@ -844,6 +1052,21 @@ TEST(config, butler16_style_file_loads_with_warnings_only) {
                                     "ignored"));
   EXPECT_FALSE(r.config.docker_health.enable);
   EXPECT_EQ(r.config.docker_health.port, 12398);
+  // So are heartbeat and uptimeMonitor; the uptime figures Butler 16 can
+  // store elsewhere are not.
+  for (auto section : {"heartbeat", "uptimeMonitor"})
+    EXPECT_FALSE(contains(r.warnings, std::string{"Butler."} + section
+                                        + ": unknown key, ignored"));
+  EXPECT_FALSE(r.config.heartbeat.enable);
+  EXPECT_EQ(r.config.heartbeat.remote_url, "http://monitor.example.org/ping");
+  EXPECT_EQ(r.config.heartbeat.frequency, 30s);
+  EXPECT_FALSE(r.config.uptime_monitor.enable);
+  EXPECT_EQ(r.config.uptime_monitor.frequency, 15min);
+  EXPECT_EQ(r.config.uptime_monitor.log_level, "verbose");
+  EXPECT_TRUE(contains(r.warnings, "Butler.uptimeMonitor.storeInInfluxdb: not "
+                                   "used by this Butler, ignored"));
+  for (auto& w : r.warnings)
+    EXPECT_EQ(w.find("Butler.heartbeat"), std::string::npos) << w;
   EXPECT_TRUE(contains(r.warnings, "Butler.mqttConfig.azureEventGrid: not used "
                                    "by this Butler, ignored"));
   EXPECT_TRUE(contains(r.warnings, "Butler.restServerEndpointsEnable."

@@ -138,6 +138,47 @@ TEST_F(event_router_test, counts_events_no_sink_takes) {
   EXPECT_EQ(st.get("unrouted_distribute"), 1u);
 }
 
+TEST_F(event_router_test, takes_the_routing_table_of_a_reloaded_config) {
+  cfg.mqtt.enable = true;
+  start();
+  auto mqtt = attach("mqtt-link");
+  auto tracker = attach("session-tracker");
+  auto slack = attach("slack-egress"); // running, but routed nothing yet
+  route({make_event(1, k::reload_failed)});
+  EXPECT_TRUE(slack->ids.empty());
+  // Slack notifications for failed reloads turned on, MQTT turned off.
+  auto reloaded = std::make_shared<butler_config>(cfg);
+  reloaded->mqtt.enable = false;
+  reloaded->slack.enable = true;
+  reloaded->slack.reload_task_failure.enable = true;
+  caf::anon_send(router, config_ptr{reloaded});
+  consume_messages();
+  route({make_event(2, k::reload_failed), make_event(3, k::session_start)});
+  EXPECT_EQ(slack->ids, (std::vector<std::uint64_t>{2, 3}))
+    << "the batch goes to Slack, which takes what it wants";
+  EXPECT_EQ(mqtt->ids, (std::vector<std::uint64_t>{1}))
+    << "mqtt-link takes nothing more";
+  EXPECT_EQ(tracker->batches, 1u) << "the session tracker keeps its route";
+  auto st = ask<counters_status>(router, atom::status_v);
+  EXPECT_EQ(st.get("routed_mqtt-link"), 1u) << "counters carry over";
+  EXPECT_EQ(st.get("routed_slack-egress"), 1u);
+}
+
+TEST_F(event_router_test, a_reloaded_route_to_a_sink_not_running_is_left_out) {
+  start();
+  auto tracker = attach("session-tracker");
+  auto reloaded = std::make_shared<butler_config>(cfg);
+  reloaded->slack.enable = true;
+  reloaded->slack.reload_task_failure.enable = true;
+  caf::anon_send(router, config_ptr{reloaded});
+  consume_messages();
+  route({make_event(1, k::reload_failed)});
+  auto st = ask<counters_status>(router, atom::status_v);
+  EXPECT_EQ(st.get("unrouted_reload_failed"), 1u)
+    << "no slack-egress runs: nothing is held for it";
+  EXPECT_EQ(st.get("held_slack-egress"), 0u);
+}
+
 TEST_F(event_router_test, holds_batches_for_a_sink_until_it_is_back) {
   cfg.mqtt.enable = true;
   start();

@@ -291,6 +291,35 @@ TEST_F(log_ingest, rejected_datagrams_take_no_token) {
   EXPECT_EQ(rejected(p, reject_reason::rate_limited), 1u);
 }
 
+TEST_F(log_ingest, takes_new_filters_from_a_reload) {
+  ingest_options opts;
+  opts.source_validation = true;
+  opts.allowed_addresses = {"10.0.0.5"};
+  ingest_pipeline p{opts, nullptr};
+  EXPECT_FALSE(p.process(port_kind::session, start_session, "10.0.0.6", 1,
+                         at(0ms)));
+  // Another thread (the actor) sets them; the next datagram uses them.
+  std::thread reload{[&] {
+    p.set_filters(true, {"10.0.0.6"}, true, 2);
+  }};
+  reload.join();
+  EXPECT_TRUE(p.process(port_kind::session, start_session, "10.0.0.6", 1,
+                        at(0ms)));
+  EXPECT_FALSE(p.process(port_kind::session, start_session, "10.0.0.5", 1,
+                         at(0ms)));
+  // Two per minute: the first took one of the bucket's two tokens.
+  EXPECT_TRUE(p.process(port_kind::session, start_session, "10.0.0.6", 1,
+                        at(0ms)));
+  EXPECT_FALSE(p.process(port_kind::session, start_session, "10.0.0.6", 1,
+                         at(0ms)));
+  EXPECT_EQ(rejected(p, reject_reason::rate_limited), 1u);
+  // Validation and the limit off again: anything goes.
+  p.set_filters(false, {}, false, 2);
+  for (int i = 0; i < 5; ++i)
+    EXPECT_TRUE(p.process(port_kind::session, start_session, "192.0.2.1", 1,
+                          at(0ms)));
+}
+
 TEST_F(log_ingest, does_not_rate_limit_when_disabled) {
   ingest_options opts;
   opts.rate_limit_per_minute = 1;

@@ -128,6 +128,27 @@ TEST_F(qrs_client_test, applies_the_filter_unless_told_not_to) {
                   [&](caf::error& err) { ADD_FAILURE() << sys.render(err); });
 }
 
+TEST_F(qrs_client_test, takes_the_start_filter_of_a_reloaded_config) {
+  start();
+  auto reloaded = std::make_shared<butler_config>();
+  reloaded->start_task_filter.enable = true;
+  reloaded->start_task_filter.tags = {"startTask1"};
+  caf::anon_send(qrs, config_ptr{reloaded});
+  consume_messages();
+  task_start_request req;
+  req.task_ids = {sales};
+  auto denied = self->request(qrs, caf::infinite, req);
+  consume_messages();
+  ASSERT_TRUE(http->answer(200, {}, "[" + task_json(sales, "Reload") + "]"));
+  consume_messages();
+  EXPECT_TRUE(http->requests.empty()) << "the reloaded filter denies it";
+  denied.receive(
+    [&](task_start_result& result) {
+      EXPECT_EQ(result.denied, (std::vector<std::string>{sales}));
+    },
+    [&](caf::error& err) { ADD_FAILURE() << sys.render(err); });
+}
+
 TEST_F(qrs_client_test, maps_qrs_failures_to_butler_errors) {
   start();
   struct failure {

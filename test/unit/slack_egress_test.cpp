@@ -96,6 +96,35 @@ TEST_F(slack_egress_test, posts_a_failed_reload_with_the_basic_template) {
   EXPECT_EQ(st.get("held"), 0u);
 }
 
+TEST_F(slack_egress_test, takes_the_settings_of_a_reloaded_config) {
+  start();
+  auto reloaded = std::make_shared<butler_config>();
+  reloaded->slack = cfg;
+  reloaded->slack.reload_task_failure.channel = "#reloads";
+  reloaded->slack.reload_task_failure.basic_msg_template
+    = "Reload failed: {{taskName}}";
+  reloaded->slack.reload_task_failure.webhook_url = "http://127.0.0.1:1/new";
+  reloaded->slack.reload_task_aborted.enable = true;
+  reloaded->slack.reload_task_aborted.webhook_url = "http://127.0.0.1:1/ab";
+  caf::anon_send(slack, config_ptr{reloaded});
+  consume_messages();
+  send_events({failed_reload(7, "e3b27f50-b1c0-4879-88fc-c7cdd9c1cf3e")});
+  ASSERT_EQ(http->requests.size(), 1u);
+  auto& req = http->requests.front().req;
+  EXPECT_EQ(req.url, "http://127.0.0.1:1/new");
+  auto body = json::parse(req.body);
+  EXPECT_EQ(body["channel"], "#reloads");
+  EXPECT_EQ(body["text"], "Reload failed: Reload of Sales");
+  ASSERT_TRUE(http->answer(200));
+  settle();
+  // The aborted channel, off at start, is on now.
+  auto aborted = failed_reload(8, "0a1b2c3d-1111-2222-3333-444455556666");
+  aborted.kind = log_event_kind::reload_aborted;
+  send_events({aborted});
+  ASSERT_EQ(http->requests.size(), 1u);
+  EXPECT_EQ(http->requests.front().req.url, "http://127.0.0.1:1/ab");
+}
+
 TEST_F(slack_egress_test, ignores_kinds_whose_channel_is_off) {
   start();
   auto aborted = failed_reload(1, "a");

@@ -95,7 +95,8 @@ struct supervisor_test : test::caf_fixture {
   child_spec spec(const std::string& name, bool drain_ok = true,
                   readiness mode = readiness::common) {
     auto lg = log;
-    return {name, [name, lg, drain_ok, mode](caf::actor_system& sys) {
+    return {name, [name, lg, drain_ok, mode](caf::actor_system& sys,
+                                               const butler_config&) {
               return sys.spawn(probe, name, lg, drain_ok, mode);
             }};
   }
@@ -104,7 +105,10 @@ struct supervisor_test : test::caf_fixture {
     service_notifier notifier;
     auto out = notes;
     notifier.send = [out](const std::string& line) { out->push_back(line); };
-    sup = sys.spawn(supervisor, cfg, std::move(specs), notifier);
+    butler_config config;
+    config.supervisor = cfg;
+    sup = sys.spawn(supervisor, std::make_shared<const butler_config>(config),
+                    std::move(specs), notifier);
     consume_messages();
   }
 

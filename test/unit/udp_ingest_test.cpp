@@ -40,6 +40,7 @@ event_router_actor::behavior_type fake_router(event_router_actor::pointer,
     [=](const event_batch& batch) { log->batches.push_back(batch); },
     [=](atom::status) { return counters_status{}; },
     [=](atom::metrics) { return metric_set{}; },
+    [=](config_ptr&) {},
     [=](atom::drain, caf::timespan) { return true; },
     [=](peer_up&) {},
   };
