@@ -11,13 +11,17 @@
 
 #include <caf/make_message.hpp>
 #include <caf/message_view.hpp>
+#include <caf/actor_cast.hpp>
 #include <caf/scheduled_actor.hpp>
+#include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 
 #include <spdlog/spdlog.h>
 
+#include <cstdint>
 #include <exception>
 #include <string>
+#include <variant>
 
 namespace butler {
 
@@ -56,6 +60,28 @@ inline void install_common_handlers(caf::scheduled_actor* self) {
       spdlog::error("{} failed with an exception: {}", who->name(), what);
       return caf::make_error(ec::unhandled_exception, what);
     });
+}
+
+/// Returns the completion callback for operation `op` of a client library
+/// that reports std::variant<Result, Error> on its own thread: it sends
+/// (atom::done, op, convert(result)) or (atom::done, op, to_error(error)) to
+/// the actor behind `self` (typed as Handle), unless the actor is gone.
+template <class Handle, class Result, class Error, class Self, class Convert,
+          class ToError>
+auto deliver_outcome(Self* self, std::uint64_t op, Convert convert,
+                     ToError to_error) {
+  auto weak = caf::actor_cast<caf::weak_actor_ptr>(self);
+  return [weak, op, convert, to_error](std::variant<Result, Error> outcome) {
+    auto strong = weak.lock();
+    if (!strong)
+      return;
+    auto handle = caf::actor_cast<Handle>(strong);
+    if (auto* ok = std::get_if<Result>(&outcome))
+      caf::anon_send(handle, atom::done_v, op, convert(*ok));
+    else
+      caf::anon_send(handle, atom::done_v, op,
+                     to_error(std::get<Error>(outcome)));
+  };
 }
 
 } // namespace butler

@@ -1,6 +1,7 @@
 #include "actors/engine_client.hpp"
 
 #include "actors/actor_common.hpp"
+#include "actors/sense_options.hpp"
 #include "net/metrics.hpp"
 
 #include <caf/event_based_actor.hpp>
@@ -12,7 +13,6 @@ namespace {
 
 using self_ptr = engine_client_actor::stateful_pointer<engine_client_state>;
 
-constexpr auto drain_poll = std::chrono::milliseconds{10};
 
 /// Maps an Engine failure to the Butler error the REST API renders: an
 /// unknown app is 422, a timeout 504, everything else a bad gateway (502).
@@ -32,29 +32,18 @@ caf::error to_error(const engine::engine_error& err) {
 /// converted by `convert` on the engine client's thread.
 template <class Result, class Convert>
 auto deliver_to(self_ptr self, std::uint64_t op, Convert convert) {
-  auto weak = caf::actor_cast<caf::weak_actor_ptr>(self);
-  return [weak, op, convert](std::variant<Result, engine::engine_error> out) {
-    auto strong = weak.lock();
-    if (!strong)
-      return;
-    auto handle = caf::actor_cast<engine_client_actor>(strong);
-    if (auto* ok = std::get_if<Result>(&out))
-      caf::anon_send(handle, atom::done_v, op, convert(*ok));
-    else
-      caf::anon_send(handle, atom::done_v, op,
-                     to_error(std::get<engine::engine_error>(out)));
-  };
+  return deliver_outcome<engine_client_actor, Result, engine::engine_error>(
+    self, op, convert,
+    [](const engine::engine_error& err) { return to_error(err); });
 }
 
 void check_drain(self_ptr self, bool poll = false) {
   auto& st = self->state;
   auto left = st.in_flight();
-  auto outcome = st.drain.settle(left, self->clock().now());
+  auto outcome = st.drain.settle(self, left, poll);
   if (outcome == drain_gate::expired)
     spdlog::warn("{} stops with {} Engine operations unfinished",
                  self->name(), left);
-  else if (outcome == drain_gate::waiting && poll)
-    self->delayed_send(self, drain_poll, atom::tick_v);
 }
 
 /// Starts the follow-up tasks of a finished reload, then answers it.
@@ -101,25 +90,21 @@ counters_status status_of(const engine_client_state& st) {
 
 /// How the counters appear in /metrics.
 const std::vector<metrics::counter_map> metric_table{
-  {"operations", "butler_engine_operations_total", "Engine operations (app lists, dumps, reloads)", false, {}},
-  {"failures", "butler_engine_failures_total", "Engine operations that failed", false, {}},
-  {"in_flight", "butler_engine_operations_in_flight", "Engine operations running", true, {}},
+  {"operations", "butler_engine_operations_total",
+   "Engine operations (app lists, dumps, reloads)",
+   false, {}},
+  {"failures", "butler_engine_failures_total",
+   "Engine operations that failed",
+   false, {}},
+  {"in_flight", "butler_engine_operations_in_flight",
+   "Engine operations running",
+   true, {}},
 };
 
 } // namespace
 
 engine::engine_options engine_options_of(const butler_config& cfg) {
-  engine::engine_options opts;
-  opts.host = cfg.engine.host;
-  opts.port = cfg.engine.port;
-  opts.use_ssl = cfg.engine.use_ssl;
-  opts.client_cert = cfg.cert.client_cert;
-  opts.client_key = cfg.cert.client_cert_key;
-  opts.ca_file = cfg.cert.client_cert_ca;
-  opts.verify_peer = cfg.engine.reject_unauthorized;
-  opts.headers = cfg.engine.headers;
-  opts.timeout = cfg.engine.timeout;
-  return opts;
+  return sense_options_of<engine::engine_options>(cfg.engine, cfg.cert);
 }
 
 engine_client_actor::behavior_type

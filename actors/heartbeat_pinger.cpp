@@ -97,9 +97,15 @@ counters_status status_of(const heartbeat_pinger_state& st) {
 
 /// How the counters appear in /metrics.
 const std::vector<metrics::counter_map> metric_table{
-  {"ok", "butler_heartbeat_pings_total", "Heartbeat GETs to Butler.heartbeat.remoteURL by outcome", false, {{"outcome", "ok"}}},
-  {"failed", "butler_heartbeat_pings_total", "Heartbeat GETs to Butler.heartbeat.remoteURL by outcome", false, {{"outcome", "failed"}}},
-  {"failing", "butler_heartbeat_failures_in_a_row", "Heartbeat GETs that failed since the last one that worked", true, {}},
+  {"ok", "butler_heartbeat_pings_total",
+   "Heartbeat GETs to Butler.heartbeat.remoteURL by outcome",
+   false, {{"outcome", "ok"}}},
+  {"failed", "butler_heartbeat_pings_total",
+   "Heartbeat GETs to Butler.heartbeat.remoteURL by outcome",
+   false, {{"outcome", "failed"}}},
+  {"failing", "butler_heartbeat_failures_in_a_row",
+   "Heartbeat GETs that failed since the last one that worked",
+   true, {}},
 };
 
 } // namespace

@@ -17,14 +17,13 @@ namespace {
 using self_ptr = mqtt_link_actor::stateful_pointer<mqtt_link_state>;
 
 /// Checks a pending drain every few milliseconds.
-constexpr auto drain_poll = std::chrono::milliseconds{10};
 
 void check_drain(self_ptr self) {
   auto& st = self->state;
   if (!st.drain.pending())
     return;
   auto held = st.client->stats().backlog;
-  switch (st.drain.settle(held, self->clock().now())) {
+  switch (st.drain.settle(self, held)) {
     case drain_gate::drained:
       spdlog::info("{} handed its whole backlog to the broker", self->name());
       break;
@@ -33,9 +32,7 @@ void check_drain(self_ptr self) {
                    "period",
                    self->name(), held);
       break;
-    case drain_gate::waiting:
-      self->delayed_send(self, drain_poll, atom::tick_v);
-      break;
+    case drain_gate::waiting: // checked again at the next tick
     case drain_gate::idle:
       break;
   }

@@ -30,7 +30,6 @@ std::string printable(const std::string& text) {
   return text.size() > 80 ? out + "..." : out;
 }
 
-constexpr auto drain_poll = std::chrono::milliseconds{10};
 
 /// Sends `job` to qrs_client and counts its outcome when it comes back.
 void send_start(self_ptr self, mqtt_task_starter_state::start job);
@@ -48,13 +47,11 @@ void pump(self_ptr self) {
 void check_drain(self_ptr self, bool poll = false) {
   auto& st = self->state;
   auto left = st.in_flight + st.waiting.size();
-  auto outcome = st.drain.settle(left, self->clock().now());
+  auto outcome = st.drain.settle(self, left, poll);
   if (outcome == drain_gate::expired)
     spdlog::warn("{} stops with {} task starts not done ({} not sent to "
                  "QRS)",
                  self->name(), left, st.waiting.size());
-  else if (outcome == drain_gate::waiting && poll)
-    self->delayed_send(self, drain_poll, atom::tick_v);
 }
 
 void send_start(self_ptr self, mqtt_task_starter_state::start job) {
@@ -119,15 +116,33 @@ counters_status status_of(const mqtt_task_starter_state& st) {
 
 /// How the counters appear in /metrics.
 const std::vector<metrics::counter_map> metric_table{
-  {"received", "butler_mqtt_task_start_messages_total", "Messages received on the task start topic", false, {}},
-  {"started", "butler_mqtt_task_starts_total", "MQTT task start messages by outcome", false, {{"outcome", "started"}}},
-  {"invalid", "butler_mqtt_task_starts_total", "MQTT task start messages by outcome", false, {{"outcome", "invalid"}}},
-  {"unknown", "butler_mqtt_task_starts_total", "MQTT task start messages by outcome", false, {{"outcome", "unknown"}}},
-  {"denied", "butler_mqtt_task_starts_total", "MQTT task start messages by outcome", false, {{"outcome", "denied"}}},
-  {"failed", "butler_mqtt_task_starts_total", "MQTT task start messages by outcome", false, {{"outcome", "failed"}}},
-  {"dropped", "butler_mqtt_task_starts_total", "MQTT task start messages by outcome", false, {{"outcome", "dropped"}}},
-  {"in_flight", "butler_mqtt_task_starts_in_flight", "Task starts waiting for QRS", true, {}},
-  {"waiting", "butler_mqtt_task_starts_waiting", "Task starts queued behind those in flight", true, {}},
+  {"received", "butler_mqtt_task_start_messages_total",
+   "Messages received on the task start topic",
+   false, {}},
+  {"started", "butler_mqtt_task_starts_total",
+   "MQTT task start messages by outcome",
+   false, {{"outcome", "started"}}},
+  {"invalid", "butler_mqtt_task_starts_total",
+   "MQTT task start messages by outcome",
+   false, {{"outcome", "invalid"}}},
+  {"unknown", "butler_mqtt_task_starts_total",
+   "MQTT task start messages by outcome",
+   false, {{"outcome", "unknown"}}},
+  {"denied", "butler_mqtt_task_starts_total",
+   "MQTT task start messages by outcome",
+   false, {{"outcome", "denied"}}},
+  {"failed", "butler_mqtt_task_starts_total",
+   "MQTT task start messages by outcome",
+   false, {{"outcome", "failed"}}},
+  {"dropped", "butler_mqtt_task_starts_total",
+   "MQTT task start messages by outcome",
+   false, {{"outcome", "dropped"}}},
+  {"in_flight", "butler_mqtt_task_starts_in_flight",
+   "Task starts waiting for QRS",
+   true, {}},
+  {"waiting", "butler_mqtt_task_starts_waiting",
+   "Task starts queued behind those in flight",
+   true, {}},
 };
 
 } // namespace

@@ -1,6 +1,7 @@
 #include "actors/qrs_client.hpp"
 
 #include "actors/actor_common.hpp"
+#include "actors/sense_options.hpp"
 #include "net/metrics.hpp"
 #include "net/qrs_ops.hpp"
 
@@ -13,7 +14,6 @@ namespace {
 
 using self_ptr = qrs_client_actor::stateful_pointer<qrs_client_state>;
 
-constexpr auto drain_poll = std::chrono::milliseconds{10};
 
 /// Maps a QRS failure to the Butler error the REST API renders: a timeout
 /// is 504, an unknown task 404, a full queue 503, everything else a bad
@@ -50,18 +50,9 @@ task_start_result to_message(const qrs::start_result& r) {
 /// Returns a callback that hands an operation's outcome back to the actor.
 template <class Result, class Convert>
 auto deliver_to(self_ptr self, std::uint64_t op, Convert convert) {
-  auto weak = caf::actor_cast<caf::weak_actor_ptr>(self);
-  return [weak, op, convert](std::variant<Result, qrs::qrs_error> outcome) {
-    auto strong = weak.lock();
-    if (!strong)
-      return;
-    auto handle = caf::actor_cast<qrs_client_actor>(strong);
-    if (auto* ok = std::get_if<Result>(&outcome))
-      caf::anon_send(handle, atom::done_v, op, convert(*ok));
-    else
-      caf::anon_send(handle, atom::done_v, op,
-                     to_error(std::get<qrs::qrs_error>(outcome)));
-  };
+  return deliver_outcome<qrs_client_actor, Result, qrs::qrs_error>(
+    self, op, convert,
+    [](const qrs::qrs_error& err) { return to_error(err); });
 }
 
 /// Answers a pending drain once nothing is in flight; only the tick chain
@@ -69,11 +60,9 @@ auto deliver_to(self_ptr self, std::uint64_t op, Convert convert) {
 void check_drain(self_ptr self, bool poll = false) {
   auto& st = self->state;
   auto left = st.starts.size() + st.pings.size();
-  auto outcome = st.drain.settle(left, self->clock().now());
+  auto outcome = st.drain.settle(self, left, poll);
   if (outcome == drain_gate::expired)
     spdlog::warn("{} stops with {} QRS calls unanswered", self->name(), left);
-  else if (outcome == drain_gate::waiting && poll)
-    self->delayed_send(self, drain_poll, atom::tick_v);
 }
 
 /// Returns the counters as the status reply carries them.
@@ -86,26 +75,24 @@ counters_status status_of(const qrs_client_state& st) {
 
 /// How the counters appear in /metrics.
 const std::vector<metrics::counter_map> metric_table{
-  {"start_calls", "butler_qrs_task_start_requests_total", "Task start requests handled through QRS", false, {}},
-  {"tasks_started", "butler_qrs_tasks_started_total", "Tasks QRS started", false, {}},
-  {"failures", "butler_qrs_failures_total", "QRS operations that failed", false, {}},
-  {"in_flight", "butler_qrs_operations_in_flight", "QRS operations waiting for an answer", true, {}},
+  {"start_calls", "butler_qrs_task_start_requests_total",
+   "Task start requests handled through QRS",
+   false, {}},
+  {"tasks_started", "butler_qrs_tasks_started_total",
+   "Tasks QRS started",
+   false, {}},
+  {"failures", "butler_qrs_failures_total",
+   "QRS operations that failed",
+   false, {}},
+  {"in_flight", "butler_qrs_operations_in_flight",
+   "QRS operations waiting for an answer",
+   true, {}},
 };
 
 } // namespace
 
 qrs::qrs_options qrs_options_of(const butler_config& cfg) {
-  qrs::qrs_options opts;
-  opts.host = cfg.qrs.host;
-  opts.port = cfg.qrs.port;
-  opts.use_ssl = cfg.qrs.use_ssl;
-  opts.client_cert = cfg.cert.client_cert;
-  opts.client_key = cfg.cert.client_cert_key;
-  opts.ca_file = cfg.cert.client_cert_ca;
-  opts.verify_peer = cfg.qrs.reject_unauthorized;
-  opts.headers = cfg.qrs.headers;
-  opts.timeout = cfg.qrs.timeout;
-  return opts;
+  return sense_options_of<qrs::qrs_options>(cfg.qrs, cfg.cert);
 }
 
 qrs::start_filter start_filter_of(const butler_config& cfg) {

@@ -51,11 +51,21 @@ counters_status status_of(const session_tracker_state& st) {
 
 /// How the counters appear in /metrics.
 const std::vector<metrics::counter_map> metric_table{
-  {"active_users", "butler_active_users", "Users with an open Qlik Sense session", true, {}},
-  {"session_starts", "butler_session_events_total", "Session events by kind", false, {{"kind", "start"}}},
-  {"session_stops", "butler_session_events_total", "Session events by kind", false, {{"kind", "stop"}}},
-  {"unmatched_stops", "butler_session_unmatched_stops_total", "Session stops for users without a known session", false, {}},
-  {"publishes", "butler_active_users_publishes_total", "Active-user updates published to MQTT", false, {}},
+  {"active_users", "butler_active_users",
+   "Users with an open Qlik Sense session",
+   true, {}},
+  {"session_starts", "butler_session_events_total",
+   "Session events by kind",
+   false, {{"kind", "start"}}},
+  {"session_stops", "butler_session_events_total",
+   "Session events by kind",
+   false, {{"kind", "stop"}}},
+  {"unmatched_stops", "butler_session_unmatched_stops_total",
+   "Session stops for users without a known session",
+   false, {}},
+  {"publishes", "butler_active_users_publishes_total",
+   "Active-user updates published to MQTT",
+   false, {}},
 };
 
 } // namespace

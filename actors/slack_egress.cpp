@@ -23,7 +23,6 @@ using time_point = caf::actor_clock::time_point;
 constexpr std::size_t max_concurrent = slack_max_concurrent;
 /// Keys the per-task rate limit remembers.
 constexpr std::size_t rate_limit_keys = 100'000;
-constexpr auto drain_poll = std::chrono::milliseconds{10};
 
 std::string read_file(const std::string& path, std::string& problem) {
   std::ifstream in{path, std::ios::binary};
@@ -294,12 +293,10 @@ void handle_event(self_ptr self, const log_event& ev) {
 void check_drain(self_ptr self) {
   auto& st = self->state;
   auto held = st.held();
-  auto outcome = st.drain.settle(held, self->clock().now());
+  auto outcome = st.drain.settle(self, held);
   if (outcome == drain_gate::expired)
     spdlog::warn("{} stops with {} Slack posts not delivered", self->name(),
                  held);
-  else if (outcome == drain_gate::waiting)
-    self->delayed_send(self, drain_poll, atom::tick_v);
 }
 
 /// Loads a formatted channel's template file; an unreadable one leaves the
@@ -330,15 +327,33 @@ counters_status status_of(const slack_egress_state& st) {
 
 /// How the counters appear in /metrics.
 const std::vector<metrics::counter_map> metric_table{
-  {"queued", "butler_slack_messages_queued_total", "Slack messages taken for posting", false, {}},
-  {"posted", "butler_slack_posts_total", "Slack messages by outcome", false, {{"outcome", "posted"}}},
-  {"failed", "butler_slack_posts_total", "Slack messages by outcome", false, {{"outcome", "failed"}}},
-  {"unknown_outcome", "butler_slack_posts_total", "Slack messages by outcome", false, {{"outcome", "unknown"}}},
-  {"shed", "butler_slack_posts_total", "Slack messages by outcome", false, {{"outcome", "shed"}}},
-  {"rate_limited", "butler_slack_posts_total", "Slack messages by outcome", false, {{"outcome", "rate_limited"}}},
-  {"retried", "butler_slack_retries_total", "Slack posts tried again after a network error, 5xx or 429", false, {}},
-  {"template_fallbacks", "butler_slack_template_fallbacks_total", "Slack messages sent as plain text because the template failed", false, {}},
-  {"held", "butler_slack_backlog_messages", "Slack messages waiting to be posted", true, {}},
+  {"queued", "butler_slack_messages_queued_total",
+   "Slack messages taken for posting",
+   false, {}},
+  {"posted", "butler_slack_posts_total",
+   "Slack messages by outcome",
+   false, {{"outcome", "posted"}}},
+  {"failed", "butler_slack_posts_total",
+   "Slack messages by outcome",
+   false, {{"outcome", "failed"}}},
+  {"unknown_outcome", "butler_slack_posts_total",
+   "Slack messages by outcome",
+   false, {{"outcome", "unknown"}}},
+  {"shed", "butler_slack_posts_total",
+   "Slack messages by outcome",
+   false, {{"outcome", "shed"}}},
+  {"rate_limited", "butler_slack_posts_total",
+   "Slack messages by outcome",
+   false, {{"outcome", "rate_limited"}}},
+  {"retried", "butler_slack_retries_total",
+   "Slack posts tried again after a network error, 5xx or 429",
+   false, {}},
+  {"template_fallbacks", "butler_slack_template_fallbacks_total",
+   "Slack messages sent as plain text because the template failed",
+   false, {}},
+  {"held", "butler_slack_backlog_messages",
+   "Slack messages waiting to be posted",
+   true, {}},
 };
 
 } // namespace

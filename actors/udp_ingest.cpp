@@ -18,7 +18,6 @@ namespace {
 
 using self_ptr = udp_ingest_actor::stateful_pointer<udp_ingest_state>;
 
-constexpr auto drain_poll = std::chrono::milliseconds{10};
 constexpr auto shed_log_interval = std::chrono::seconds{10};
 /// How often a summary of the counters is logged (only when they moved).
 constexpr auto report_interval = std::chrono::seconds{60};
@@ -71,12 +70,10 @@ void forward(self_ptr self, event_batch batch) {
 void check_drain(self_ptr self) {
   auto& st = self->state;
   auto in_flight = st.ctx->in_flight.load();
-  auto outcome = st.drain.settle(in_flight, self->clock().now());
+  auto outcome = st.drain.settle(self, in_flight);
   if (outcome == drain_gate::expired)
     spdlog::warn("{} gives up waiting for {} events in flight", self->name(),
                  in_flight);
-  else if (outcome == drain_gate::waiting)
-    self->delayed_send(self, drain_poll, atom::tick_v);
 }
 
 /// Collected events are handed on at this many, or after the linger time.
